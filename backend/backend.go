@@ -1,0 +1,142 @@
+// Package backend defines what a store of events promises the Spine: the [Backend]
+// contract, the [Delivery] a store hands out and the [Settlement] that ends it.
+//
+// Package backend/backendtest holds the conformance suite every store passes;
+// backend/memory and backend/redis are the stores. The spine speaks only to this
+// contract, so a program that wants only the in-memory queue compiles no Redis client.
+// Delivery is at least once: a delivery that is never settled comes back.
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/necrostack/necro"
+)
+
+// Errors of the contract. ErrClosed is necro.ErrClosed, so either name matches.
+var (
+	// ErrQueueFull reports that a bounded store has no room; nothing was stored.
+	ErrQueueFull = errors.New("backend: queue full")
+	// ErrUnknownDelivery reports a settlement of a delivery the store did not hand out,
+	// or one already settled.
+	ErrUnknownDelivery = errors.New("backend: unknown delivery")
+	// ErrClosed reports use of a store after Close.
+	ErrClosed = necro.ErrClosed
+)
+
+// A Backend stores events and hands them out in FIFO order. All methods are safe for
+// concurrent use.
+type Backend interface {
+	// Enqueue appends the events to the queue, in order, all or none. A bounded store
+	// that lacks room for all of them returns ErrQueueFull at once.
+	Enqueue(ctx context.Context, events ...necro.Event) error
+	// Pull hands out up to max events, oldest first. When none is ready it waits until
+	// one is, or until ctx is done and then returns ctx's error; with a ctx already done
+	// it still returns what is ready without waiting. Each delivery must be settled.
+	Pull(ctx context.Context, max int) ([]Delivery, error)
+	// Settle ends deliveries, in order. Each settlement is atomic: its children, retries
+	// and dead letters are stored and its delivery settled together, or none of it is.
+	// Settle stops at the first settlement that fails and returns a *SettleError saying
+	// how many were applied before it.
+	Settle(ctx context.Context, batch ...Settlement) error
+	// Close releases the store. Calls waiting in Pull return ErrClosed; later calls
+	// return ErrClosed. Unsettled deliveries are not lost by a durable store.
+	Close() error
+}
+
+// A Delivery is one event handed out by a store, with what the store needs to settle it.
+type Delivery struct {
+	Event necro.Event
+	// Receipt identifies this delivery to its store (a Redis stream entry id, a sequence
+	// number); opaque to everyone else.
+	Receipt string
+	// Deliveries counts how often the store has handed out this entry, this time
+	// included. It is not a failure count: a crashed worker also makes it grow.
+	Deliveries int
+}
+
+// An Outcome says what becomes of the delivered event itself.
+type Outcome int
+
+const (
+	// Ack: the event is done and leaves the store.
+	Ack Outcome = iota
+	// Nack: the event failed; the store hands it out again after its redelivery delay.
+	// Settlement.Targets, when set, restricts the redelivery to those organs.
+	Nack
+	// Release: the event was not handled; it goes back at once, first in line, and the
+	// delivery does not count as a failure.
+	Release
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Ack:
+		return "ack"
+	case Nack:
+		return "nack"
+	case Release:
+		return "release"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
+// A Settlement ends one delivery.
+type Settlement struct {
+	Delivery Delivery
+	Outcome  Outcome
+	// Targets restricts a Nack's redelivery to these organs; empty means all.
+	Targets []string
+	// Children are enqueued at the tail, in order, before the delivery is settled.
+	Children []necro.Event
+	// Retries are copies of the delivered event to hand out again once due, after
+	// the children.
+	Retries []Retry
+	// DeadLetters are written to the store's dead-letter area.
+	DeadLetters []DeadLetter
+}
+
+// A Retry is an event to hand out once At has passed; a zero At means at once.
+type Retry struct {
+	Event necro.Event
+	At    time.Time
+}
+
+// A DeadLetter records an event given up on, and why.
+type DeadLetter struct {
+	Event    necro.Event
+	Organ    string    // the organ that failed on it; empty when no organ ran (poison, budget)
+	Attempts int       // handling attempts made
+	Error    string    // the last error's text
+	Reason   string    // why it was given up: "retries exhausted", "depth budget exceeded", ...
+	At       time.Time // when it was given up
+	Receipt  string    // the store's id of the source entry, when there was one
+}
+
+// A SettleError reports a Settle call that stopped at a failing settlement.
+type SettleError struct {
+	Applied int   // settlements applied before the failing one
+	Err     error // why the next one failed
+}
+
+func (e *SettleError) Error() string {
+	return fmt.Sprintf("settle: %d applied, then: %v", e.Applied, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *SettleError) Unwrap() error { return e.Err }
+
+// An Idler can tell at once whether it holds nothing: no event ready, scheduled or
+// handed out and unsettled. A Spine's bounded run uses it to end exactly when the work
+// is done; without it the run ends after an idle timeout.
+type Idler interface {
+	Idle() bool
+}
+
+// A DeadLetterReader lists the dead letters a store holds, oldest first.
+type DeadLetterReader interface {
+	DeadLetters(ctx context.Context, max int) ([]DeadLetter, error)
+}

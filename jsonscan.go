@@ -1,0 +1,235 @@
+package necro
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// maxJSONDepth is the deepest nesting of arrays and objects encoding/json reads; text
+// nested deeper is rejected by its decoder, json.Valid and json.Compact alike.
+const maxJSONDepth = 10000
+
+// scanJSON checks that b is exactly one JSON value in valid UTF-8, nested at most
+// maxDepth arrays and objects deep, and reports whether it holds white space between
+// tokens (so that a compact copy would be shorter). With maxDepth = maxJSONDepth it
+// accepts what json.Valid accepts, less invalid UTF-8. It is iterative, so deep
+// nesting cannot exhaust the stack.
+func scanJSON(b []byte, maxDepth int) (spaced bool, err error) {
+	if !utf8.Valid(b) {
+		return false, errors.New("invalid UTF-8")
+	}
+	const (
+		wantValue = iota
+		wantKey
+		wantAfter
+	)
+	var stack []byte
+	state, i := wantValue, 0
+	skip := func() {
+		for i < len(b) && isSpace(b[i]) {
+			i++
+			spaced = true
+		}
+	}
+	for {
+		skip()
+		if state == wantAfter && len(stack) == 0 {
+			break
+		}
+		if i >= len(b) {
+			return spaced, errors.New("unexpected end of JSON input")
+		}
+		c := b[i]
+		switch state {
+		case wantValue:
+			switch {
+			case c == '{' || c == '[':
+				if len(stack) == maxDepth {
+					return spaced, &depthError{maxDepth}
+				}
+				stack = append(stack, c)
+				i++
+				skip()
+				if i < len(b) && b[i] == c+2 { // '}' is '{'+2 and ']' is '['+2
+					i++
+					stack = stack[:len(stack)-1]
+					state = wantAfter
+				} else if c == '{' {
+					state = wantKey
+				}
+			case c == '"':
+				if i, err = scanString(b, i); err != nil {
+					return spaced, err
+				}
+				state = wantAfter
+			case c == 't':
+				if i, err = scanLiteral(b, i, "true"); err != nil {
+					return spaced, err
+				}
+				state = wantAfter
+			case c == 'f':
+				if i, err = scanLiteral(b, i, "false"); err != nil {
+					return spaced, err
+				}
+				state = wantAfter
+			case c == 'n':
+				if i, err = scanLiteral(b, i, "null"); err != nil {
+					return spaced, err
+				}
+				state = wantAfter
+			case c == '-' || ('0' <= c && c <= '9'):
+				if i, err = scanNumber(b, i); err != nil {
+					return spaced, err
+				}
+				state = wantAfter
+			default:
+				return spaced, fmt.Errorf("invalid character %q at offset %d", c, i)
+			}
+		case wantKey:
+			if c != '"' {
+				return spaced, fmt.Errorf("invalid character %q at offset %d, want an object key", c, i)
+			}
+			if i, err = scanString(b, i); err != nil {
+				return spaced, err
+			}
+			skip()
+			if i >= len(b) || b[i] != ':' {
+				return spaced, fmt.Errorf("missing ':' after object key at offset %d", i)
+			}
+			i++
+			state = wantValue
+		case wantAfter:
+			top := stack[len(stack)-1]
+			switch {
+			case c == ',':
+				i++
+				if top == '{' {
+					state = wantKey
+				} else {
+					state = wantValue
+				}
+			case c == top+2:
+				i++
+				stack = stack[:len(stack)-1]
+			default:
+				return spaced, fmt.Errorf("invalid character %q at offset %d, want ',' or %q", c, i, top+2)
+			}
+		}
+	}
+	if i != len(b) {
+		return spaced, fmt.Errorf("invalid character %q after top-level value at offset %d", b[i], i)
+	}
+	return spaced, nil
+}
+
+// A depthError reports JSON nested deeper than a scan allows.
+type depthError struct{ max int }
+
+func (e *depthError) Error() string {
+	return fmt.Sprintf("nested more than %d arrays and objects deep", e.max)
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+func scanString(b []byte, i int) (int, error) {
+	start := i
+	i++ // opening quote
+	for i < len(b) {
+		c := b[i]
+		switch {
+		case c == '"':
+			return i + 1, nil
+		case c == '\\':
+			if i+1 >= len(b) {
+				return i, errors.New("unexpected end of JSON input in string escape")
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) {
+					return i, errors.New("unexpected end of JSON input in \\u escape")
+				}
+				for _, h := range b[i+2 : i+6] {
+					if !isHex(h) {
+						return i, fmt.Errorf("invalid \\u escape at offset %d", i)
+					}
+				}
+				i += 6
+			default:
+				return i, fmt.Errorf("invalid escape %q at offset %d", b[i+1], i)
+			}
+		case c < 0x20:
+			return i, fmt.Errorf("control character %#x in string at offset %d", c, i)
+		default:
+			i++
+		}
+	}
+	return start, errors.New("unexpected end of JSON input in string")
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func scanLiteral(b []byte, i int, lit string) (int, error) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return i, fmt.Errorf("invalid literal at offset %d, want %s", i, lit)
+	}
+	return i + len(lit), nil
+}
+
+func scanNumber(b []byte, i int) (int, error) {
+	start := i
+	digits := func() int {
+		n := 0
+		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if b[i] == '-' {
+		i++
+	}
+	if i < len(b) && b[i] == '0' {
+		i++
+	} else if digits() == 0 {
+		return i, fmt.Errorf("invalid number at offset %d", start)
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return i, fmt.Errorf("invalid number at offset %d: no digits after '.'", start)
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return i, fmt.Errorf("invalid number at offset %d: no digits in exponent", start)
+		}
+	}
+	return i, nil
+}
+
+// appendJSONString appends s as a JSON string. s must be valid UTF-8; non-ASCII text is
+// written as is, control characters and the two specials are escaped.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
