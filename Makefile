@@ -1,0 +1,60 @@
+# Developer entry points. `make test` is the project's test command: CI runs it (.ci/run).
+
+GO         ?= go
+GOFMT      ?= gofmt
+FUZZTIME   ?= 30s
+BENCH_OUT  ?= bench.out
+COVER_OUT  ?= coverage.out
+
+# bash with pipefail, so a command piped into tee still fails the target when it fails.
+SHELL       := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+.PHONY: test lint fmt-check vet bench demo fuzz cover
+
+# The whole suite, as CI runs it: formatting, vet, then every test with the race detector.
+test: fmt-check vet
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+# gofmt -l lists the files whose formatting differs; any output fails the check.
+# testdata/ may hold deliberately odd Go files, so it is left out.
+fmt-check:
+	@unformatted="$$($(GOFMT) -l . 2>&1 | grep -v '/testdata/' || true)"; \
+	if [ -n "$$unformatted" ]; then \
+		echo "gofmt: these files need formatting (run gofmt -w on them):"; \
+		echo "$$unformatted"; \
+		exit 1; \
+	fi
+
+vet:
+	$(GO) vet ./...
+
+# staticcheck runs only where it is installed; nothing here requires it.
+lint: fmt-check vet
+	@sc="$$(command -v staticcheck || true)"; \
+	if [ -z "$$sc" ] && [ -x "$$($(GO) env GOPATH)/bin/staticcheck" ]; then sc="$$($(GO) env GOPATH)/bin/staticcheck"; fi; \
+	if [ -n "$$sc" ]; then echo "$$sc ./..."; "$$sc" ./...; \
+	else echo "staticcheck not installed; skipped (go install honnef.co/go/tools/cmd/staticcheck@latest)"; fi
+
+# Benchmarks only (-run='^$$' skips the tests); the output is kept in $(BENCH_OUT).
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./... | tee $(BENCH_OUT)
+
+demo:
+	$(GO) run ./examples/quickstart
+
+# Runs every Fuzz target of every package for FUZZTIME each (go test -fuzz takes one
+# target in one package at a time). `go test -list` prints a package's matching names
+# before its "ok" line, which is how each name is paired with its package.
+fuzz:
+	@targets="$$($(GO) test -list '^Fuzz' ./... | awk '/^Fuzz/ { names[n++] = $$1 } /^ok/ { for (i = 0; i < n; i++) print $$2, names[i]; n = 0 }')"; \
+	if [ -z "$$targets" ]; then echo "no fuzz targets"; exit 0; fi; \
+	while read -r -u 3 pkg name; do \
+		echo "== $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) "$$pkg"; \
+	done 3<<< "$$targets"
+
+# Coverage of every package by the whole suite; `go tool cover -html=$(COVER_OUT)` shows it.
+cover:
+	$(GO) test -count=1 -covermode=atomic -coverpkg=./... -coverprofile=$(COVER_OUT) ./...
+	$(GO) tool cover -func=$(COVER_OUT) | tail -n 1
