@@ -1,0 +1,66 @@
+package actors
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// handleCtx is the ctx of one Handle call. It is cheaper than context.WithDeadline on
+// the hot path: no timer and no goroutine per call. Its Done channel is made only when
+// a handler asks for it, and the watchdog closes it at the deadline or when the host
+// stops.
+type handleCtx struct {
+	parent   context.Context
+	deadline time.Time
+	index    int // the item's index in its batch
+
+	expired atomic.Uint32 // 0 live, 1 deadline passed, 2 canceled
+	stuck   atomic.Bool   // reported to the coordinator as stuck
+	mu      sync.Mutex
+	done    chan struct{}
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (c *handleCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+
+func (c *handleCtx) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		if c.expired.Load() != 0 {
+			c.done = closedChan
+		} else {
+			c.done = make(chan struct{})
+		}
+	}
+	return c.done
+}
+
+func (c *handleCtx) Err() error {
+	switch c.expired.Load() {
+	case 1:
+		return context.DeadlineExceeded
+	case 2:
+		return context.Canceled
+	}
+	return nil
+}
+
+func (c *handleCtx) Value(key any) any { return c.parent.Value(key) }
+
+// expire ends the ctx with reason 1 (deadline) or 2 (canceled); the first reason wins.
+func (c *handleCtx) expire(reason uint32) {
+	if !c.expired.CompareAndSwap(0, reason) {
+		return
+	}
+	c.mu.Lock()
+	if c.done != nil {
+		close(c.done)
+	} else {
+		c.done = closedChan
+	}
+	c.mu.Unlock()
+}

@@ -1,0 +1,340 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/necrostack/necro"
+)
+
+// Config tunes a [Host]. The zero value is ready to use; each field states its default.
+type Config struct {
+	// HandlerTimeout bounds one Handle call; zero means 30s.
+	HandlerTimeout time.Duration
+	// AbandonAfter is how long past its deadline a Handle call may go on before it is
+	// reported [Stuck]; zero means 100ms.
+	AbandonAfter time.Duration
+	// Logger receives the host's and protoactor's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultHandlerTimeout is the handler timeout when Config.HandlerTimeout is zero.
+const DefaultHandlerTimeout = 30 * time.Second
+
+func (c Config) withDefaults() Config {
+	if c.HandlerTimeout == 0 {
+		c.HandlerTimeout = DefaultHandlerTimeout
+	}
+	if c.AbandonAfter == 0 {
+		c.AbandonAfter = 100 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// An Item is one event for one organ, numbered by the coordinator.
+type Item struct {
+	Seq   uint64
+	Event necro.Event
+}
+
+// A Result is what one Handle call gave for the item with the same Seq.
+type Result struct {
+	Seq      uint64
+	Children []necro.Event
+	Err      error
+	Duration time.Duration
+}
+
+// Ready tells the coordinator that an organ's actor has started (first start, restart,
+// or replacement after an abandon) and can take work.
+type Ready struct{ Organ int }
+
+// Done answers a [Host.Dispatch]: the results of items handled, in order. A long batch
+// sends its results in several Dones; the last one is Final, after which the organ can
+// take more work. Rest holds the items not handled (after a crash), which the
+// coordinator must dispatch again.
+type Done struct {
+	Organ   int
+	Results []Result
+	Rest    []Item
+	Final   bool
+}
+
+// Crashed tells the coordinator that an organ's actor panicked and is suspended until
+// [Host.Restart]. The [Done] with the panicking item's result may arrive after it.
+type Crashed struct {
+	Organ int
+	Err   *necro.PanicError
+}
+
+// Stuck tells the coordinator that a Handle call is running past its deadline plus
+// AbandonAfter. Pass it to [Host.Abandon].
+type Stuck struct {
+	Organ int
+	Seq   uint64
+	w     *work
+	index int
+}
+
+type restartMsg struct {
+	organ int
+	pid   *actor.PID
+}
+
+// A Host runs one actor per mounted organ under a coordinator actor. Its methods other
+// than [Host.Send], [Host.Abandoned] and [Host.Close] must be called from the handler,
+// which runs on the coordinator's goroutine.
+type Host struct {
+	cfg    Config
+	base   context.Context
+	sys    *actor.ActorSystem
+	coord  *actor.PID
+	handle func(msg any)
+	slots  []*slot
+	byPID  map[string]int
+
+	ctx actor.Context    // the coordinator's context, set while it receives
+	sup actor.Supervisor // the coordinator as supervisor, set at the first failure
+
+	timersMu sync.Mutex
+	timers   map[*time.Timer]struct{}
+	closed   bool
+
+	stopWatch chan struct{}
+	watchDone chan struct{}
+}
+
+type slot struct {
+	name      string
+	mount     necro.Mount
+	pid       *actor.PID
+	gen       int
+	active    atomicWork
+	abandoned atomicInt
+}
+
+// Start spawns the coordinator and one actor per mount, and starts the watchdog. Every
+// message for the coordinator, [Ready], [Done], [Crashed], [Stuck] and whatever is
+// passed to [Host.Send] or [Host.After], is handed to handle on the coordinator's
+// goroutine. ctx is the parent of every Handle ctx: its values reach handlers, and when
+// it is done the running handlers' contexts are canceled. The mounts must have been
+// validated.
+func Start(ctx context.Context, mounts []necro.Mount, cfg Config, handle func(msg any)) *Host {
+	cfg = cfg.withDefaults()
+	h := &Host{
+		cfg:       cfg,
+		base:      ctx,
+		handle:    handle,
+		byPID:     map[string]int{},
+		timers:    map[*time.Timer]struct{}{},
+		stopWatch: make(chan struct{}),
+		watchDone: make(chan struct{}),
+	}
+	logger := cfg.Logger.With(slog.String("component", "protoactor"))
+	h.sys = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
+	for _, m := range mounts {
+		h.slots = append(h.slots, &slot{name: m.Name, mount: m})
+	}
+	h.coord = h.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &coordinator{h} }))
+	go h.watch()
+	return h
+}
+
+// Send posts msg to the coordinator from any goroutine.
+func (h *Host) Send(msg any) { h.sys.Root.Send(h.coord, msg) }
+
+// After posts msg to the coordinator once d has passed, unless the host is closed first.
+func (h *Host) After(d time.Duration, msg any) {
+	h.timersMu.Lock()
+	defer h.timersMu.Unlock()
+	if h.closed {
+		return
+	}
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		h.timersMu.Lock()
+		delete(h.timers, t)
+		closed := h.closed
+		h.timersMu.Unlock()
+		if !closed {
+			h.Send(msg)
+		}
+	})
+	h.timers[t] = struct{}{}
+}
+
+// Organs returns how many organs the host runs; organ indexes are 0..Organs()-1 in
+// mount order.
+func (h *Host) Organs() int { return len(h.slots) }
+
+// Name returns the name an organ was mounted under.
+func (h *Host) Name(organ int) string { return h.slots[organ].name }
+
+// Dispatch sends items to an organ's actor, which handles them in order and answers
+// with [Done]. The coordinator must not dispatch to an organ again before its Done.
+func (h *Host) Dispatch(organ int, items []Item) {
+	s := h.slots[organ]
+	h.ctx.Send(s.pid, &work{organ: organ, items: items, results: make([]Result, len(items))})
+}
+
+// Restart restarts a crashed organ's actor with a fresh instance once delay has passed;
+// the actor announces itself with [Ready].
+func (h *Host) Restart(organ int, delay time.Duration) {
+	msg := restartMsg{organ: organ, pid: h.slots[organ].pid}
+	if delay <= 0 {
+		h.restart(msg)
+		return
+	}
+	h.After(delay, msg)
+}
+
+func (h *Host) restart(m restartMsg) {
+	if h.sup == nil || h.slots[m.organ].pid != m.pid {
+		return // the actor was replaced meanwhile
+	}
+	h.sup.RestartChildren(m.pid)
+}
+
+// Abandon gives up on a stuck Handle call, if it is still running. It returns the
+// results not yet sent of the items its batch handled before it, the stuck item's result (a
+// timeout), and the items after it, which were not handled; the organ goes on with a
+// fresh actor, which announces itself with [Ready]. ok is false when the call finished
+// meanwhile: then its Done is on its way and nothing changes.
+func (h *Host) Abandon(st Stuck) (results []Result, rest []Item, ok bool) {
+	w := st.w
+	if !w.state.CompareAndSwap(int64(st.index), abandonedState) {
+		return nil, nil, false
+	}
+	s := h.slots[st.Organ]
+	s.abandoned.Add(1)
+	results = append(results, w.results[w.flushed.Load():st.index]...)
+	results = append(results, Result{Seq: st.Seq, Err: h.timeoutErr(), Duration: h.cfg.HandlerTimeout + h.cfg.AbandonAfter})
+	rest = w.items[st.index+1:]
+	delete(h.byPID, s.pid.Id)
+	s.active.Store(nil)
+	h.spawn(st.Organ)
+	return results, rest, true
+}
+
+// Abandoned returns how many abandoned Handle calls of an organ are still running.
+func (h *Host) Abandoned(organ int) int { return int(h.slots[organ].abandoned.Load()) }
+
+func (h *Host) timeoutErr() error {
+	return fmt.Errorf("%w after %s", necro.ErrHandlerTimeout, h.cfg.HandlerTimeout)
+}
+
+func (h *Host) spawn(organ int) {
+	s := h.slots[organ]
+	s.gen++
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return &organActor{h: h, organ: organ, slot: s, o: s.mount.Instance()}
+	})
+	pid, err := h.ctx.SpawnNamed(props, fmt.Sprintf("%s-%d", s.name, s.gen))
+	if err != nil {
+		pid = h.ctx.Spawn(props) // a name clash cannot happen with fresh generations; stay alive anyway
+	}
+	s.pid = pid
+	h.byPID[pid.Id] = organ
+}
+
+// Close stops the watchdog, the timers and the actors, and waits for the watchdog.
+// Abandoned Handle calls still running cannot be stopped; they are left to finish and
+// their results are dropped.
+func (h *Host) Close() {
+	h.timersMu.Lock()
+	if h.closed {
+		h.timersMu.Unlock()
+		return
+	}
+	h.closed = true
+	for t := range h.timers {
+		t.Stop()
+	}
+	h.timers = nil
+	h.timersMu.Unlock()
+	close(h.stopWatch)
+	<-h.watchDone
+	_ = h.sys.Root.StopFuture(h.coord).Wait() // stops the organ actors too; an error only means it was already gone
+	h.sys.Shutdown()
+}
+
+// watch is the watchdog: it expires Handle contexts at their deadline, cancels them
+// when the host's ctx is done, and reports calls that run on past AbandonAfter.
+func (h *Host) watch() {
+	defer close(h.watchDone)
+	tick := min(max(h.cfg.HandlerTimeout/8, time.Millisecond), 50*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stopWatch:
+			return
+		case now := <-t.C:
+			canceled := h.base.Err() != nil
+			for i, s := range h.slots {
+				w := s.active.Load()
+				if w == nil {
+					continue
+				}
+				hc := w.cur.Load()
+				if hc == nil {
+					continue
+				}
+				if canceled {
+					hc.expire(2)
+				}
+				if now.Before(hc.deadline) {
+					continue
+				}
+				hc.expire(1)
+				if now.After(hc.deadline.Add(h.cfg.AbandonAfter)) && hc.stuck.CompareAndSwap(false, true) {
+					h.Send(Stuck{Organ: i, Seq: w.items[hc.index].Seq, w: w, index: hc.index})
+				}
+			}
+		}
+	}
+}
+
+type coordinator struct{ h *Host }
+
+func (c *coordinator) Receive(ctx actor.Context) {
+	h := c.h
+	h.ctx = ctx
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		for i := range h.slots {
+			h.spawn(i)
+		}
+	case restartMsg:
+		h.restart(m)
+	case *actor.Stopping, *actor.Stopped, *actor.Restarting, *actor.Terminated:
+	default:
+		h.handle(m)
+	}
+}
+
+// HandleFailure makes the coordinator the supervisor of the organ actors: protoactor
+// calls it on the coordinator's goroutine when an organ actor panicked, and the
+// handler decides when to restart it.
+func (c *coordinator) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason, _ any) {
+	h := c.h
+	h.sup = sup
+	organ, ok := h.byPID[child.Id]
+	if !ok {
+		sup.StopChildren(child) // a replaced actor; nobody waits for it
+		return
+	}
+	pe, ok := reason.(*necro.PanicError)
+	if !ok {
+		pe = &necro.PanicError{Value: reason}
+	}
+	h.handle(Crashed{Organ: organ, Err: pe})
+}

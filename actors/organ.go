@@ -1,0 +1,97 @@
+package actors
+
+import (
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/necrostack/necro"
+)
+
+type (
+	atomicWork = atomic.Pointer[work]
+	atomicInt  = atomic.Int64
+)
+
+const abandonedState = -1
+
+// work is one batch for one organ actor. state is the index of the item being handled;
+// the actor advances it after each item and the coordinator sets it to abandonedState
+// to take the batch over. Whoever wins the compare-and-swap owns the rest of the batch.
+type work struct {
+	organ   int
+	items   []Item
+	results []Result
+	state   atomic.Int64
+	flushed atomic.Int64 // results before this index were sent in a partial Done
+	cur     atomic.Pointer[handleCtx]
+}
+
+// flushEvery is how long an organ actor handles a batch before it sends the results it
+// has so far, so that one slow handler does not hold back the commits of many events.
+const flushEvery = time.Millisecond
+
+type organActor struct {
+	h     *Host
+	organ int
+	slot  *slot
+	o     necro.Organ
+}
+
+func (a *organActor) Receive(ctx actor.Context) {
+	switch w := ctx.Message().(type) {
+	case *actor.Started:
+		ctx.Send(ctx.Parent(), Ready{Organ: a.organ})
+	case *work:
+		a.handleBatch(ctx, w)
+	}
+}
+
+func (a *organActor) handleBatch(ctx actor.Context, w *work) {
+	a.slot.active.Store(w)
+	timeout := a.h.cfg.HandlerTimeout
+	lastFlush := time.Now()
+	for i, it := range w.items {
+		start := time.Now()
+		hc := &handleCtx{parent: a.h.base, deadline: start.Add(timeout), index: i}
+		w.cur.Store(hc)
+		children, err := a.handleOne(hc, it.Event)
+		if hc.expired.Load() == 1 {
+			children, err = nil, a.h.timeoutErr()
+		}
+		w.results[i] = Result{Seq: it.Seq, Children: children, Err: err, Duration: time.Since(start)}
+		if !w.state.CompareAndSwap(int64(i), int64(i+1)) {
+			// The coordinator abandoned this call while it ran; the batch is no longer ours.
+			a.slot.abandoned.Add(-1)
+			ctx.Stop(ctx.Self())
+			return
+		}
+		from := w.flushed.Load()
+		if pe, ok := err.(*necro.PanicError); ok {
+			w.cur.Store(nil)
+			a.slot.active.Store(nil)
+			ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: w.results[from : i+1], Rest: w.items[i+1:], Final: true})
+			panic(pe) // let protoactor escalate to the coordinator, which restarts us fresh
+		}
+		if i+1 < len(w.items) && time.Since(lastFlush) >= flushEvery {
+			w.flushed.Store(int64(i + 1))
+			ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: w.results[from : i+1]})
+			lastFlush = time.Now()
+		}
+	}
+	w.cur.Store(nil)
+	a.slot.active.Store(nil)
+	ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: w.results[w.flushed.Load():], Final: true})
+}
+
+// handleOne calls Handle and turns a panic into a *necro.PanicError with the stack.
+func (a *organActor) handleOne(hc *handleCtx, ev necro.Event) (children []necro.Event, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &necro.PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return a.o.Handle(hc, ev)
+}

@@ -1,0 +1,366 @@
+package spine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/necrostack/necro"
+	"github.com/necrostack/necro/actors"
+	"github.com/necrostack/necro/backend"
+	"github.com/necrostack/necro/supervision"
+)
+
+// coordinator is the Spine actor's state. Only the coordinator's goroutine touches it:
+// receive is the actor's behaviour.
+type coordinator struct {
+	r      *run
+	host   *actors.Host
+	log    *slog.Logger
+	debug  bool
+	organs []organState
+
+	// The reorder buffer: a ring of records indexed by sequence number. Deliveries are
+	// numbered in pull order and committed strictly in that order.
+	ring      []record
+	mask      uint64
+	nextSeq   uint64
+	commitSeq uint64
+
+	aborted     bool
+	unroutedLog map[string]bool // event types already logged as unrouted
+	out         []backend.Settlement
+}
+
+type organState struct {
+	name    string
+	queue   []actors.Item // items waiting for this organ, in sequence order
+	busy    bool          // a batch is out and its final Done has not come back
+	up      bool          // its actor announced itself Ready and has not failed since
+	held    bool          // quarantined after too many abandoned calls
+	history supervision.History
+}
+
+type record struct {
+	used    bool
+	seq     uint64
+	d       backend.Delivery
+	organs  []int // the organs it was dispatched to, in mount order
+	results []actors.Result
+	waiting int
+}
+
+type quarantineOver struct{ organ int }
+
+func newCoordinator(r *run) *coordinator {
+	size := uint64(1)
+	for size < uint64(r.cfg.Window) {
+		size <<= 1
+	}
+	c := &coordinator{r: r, log: r.log, ring: make([]record, size), mask: size - 1, unroutedLog: map[string]bool{}}
+	c.debug = c.log.Enabled(context.Background(), slog.LevelDebug)
+	for _, m := range r.s.mounts {
+		c.organs = append(c.organs, organState{name: m.Name})
+	}
+	return c
+}
+
+// receive is the Spine actor's behaviour.
+func (c *coordinator) receive(msg any) {
+	switch m := msg.(type) {
+	case fetched:
+		c.admit(m.ds)
+	case *actors.Done:
+		c.done(m)
+	case actors.Ready:
+		c.organs[m.Organ].up = true
+	case actors.Crashed:
+		c.crashed(m)
+	case actors.Stuck:
+		c.stuck(m)
+	case quarantineOver:
+		c.organs[m.organ].held = false
+		c.log.InfoContext(c.r.ctx, "organ quarantine over", slog.String("organ", c.organs[m.organ].name))
+	case abortMsg:
+		c.abort()
+		close(m.done)
+		return
+	}
+	if c.aborted {
+		return
+	}
+	c.dispatch()
+	c.commit()
+}
+
+// admit numbers a pulled batch and queues each delivery for its organs.
+func (c *coordinator) admit(ds []backend.Delivery) {
+	if c.aborted {
+		c.giveBack(ds)
+		return
+	}
+	for _, d := range ds {
+		seq := c.nextSeq
+		c.nextSeq++
+		rec := &c.ring[seq&c.mask]
+		organs := c.r.s.routes[d.Event.Type()]
+		if d.Event.Meta().Targets != nil {
+			organs = c.targeted(organs, d.Event)
+		}
+		*rec = record{used: true, seq: seq, d: d, organs: organs, results: rec.results[:0], waiting: len(organs)}
+		for range organs {
+			rec.results = append(rec.results, actors.Result{})
+		}
+		for _, o := range organs {
+			c.organs[o].queue = append(c.organs[o].queue, actors.Item{Seq: seq, Event: d.Event})
+			if c.debug {
+				c.log.DebugContext(c.r.ctx, "dispatching", slog.String("event_id", d.Event.ID()),
+					slog.String("event_type", d.Event.Type()), slog.String("organ", c.organs[o].name))
+			}
+		}
+	}
+}
+
+// targeted keeps the organs a retried copy is meant for.
+func (c *coordinator) targeted(organs []int, ev necro.Event) []int {
+	var out []int
+	for _, o := range organs {
+		if ev.Targets(c.organs[o].name) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// dispatch sends each organ that can take work everything waiting for it.
+func (c *coordinator) dispatch() {
+	for i := range c.organs {
+		o := &c.organs[i]
+		if len(o.queue) == 0 || o.busy || !o.up || o.held {
+			continue
+		}
+		items := o.queue
+		o.queue = nil
+		o.busy = true
+		c.host.Dispatch(i, items)
+	}
+}
+
+func (c *coordinator) done(m *actors.Done) {
+	if c.aborted {
+		return
+	}
+	o := &c.organs[m.Organ]
+	c.record(m.Organ, m.Results)
+	if m.Final {
+		o.busy = false
+	}
+	if len(m.Rest) > 0 {
+		o.queue = append(append([]actors.Item(nil), m.Rest...), o.queue...)
+	}
+}
+
+// record files results in the reorder buffer.
+func (c *coordinator) record(organ int, results []actors.Result) {
+	for _, res := range results {
+		rec := &c.ring[res.Seq&c.mask]
+		if !rec.used || rec.seq != res.Seq {
+			continue // released by an abort
+		}
+		for i, o := range rec.organs {
+			if o == organ {
+				rec.results[i] = res
+				rec.waiting--
+				break
+			}
+		}
+	}
+}
+
+func (c *coordinator) crashed(m actors.Crashed) {
+	o := &c.organs[m.Organ]
+	o.up = false
+	st := c.r.stats
+	st.restarts.Add(1)
+	now := time.Now()
+	d := c.r.cfg.Restart.Decide(&o.history, now, uint64(now.UnixNano()))
+	attrs := []any{slog.String("organ", o.name), slog.Any("err", m.Err), slog.Duration("delay", d.Delay),
+		slog.Int("waiting", len(o.queue))}
+	if d.Directive == supervision.Quarantine {
+		st.quarantines.Add(1)
+		c.log.ErrorContext(c.r.ctx, "organ quarantined: restart intensity exceeded", attrs...)
+	} else {
+		c.log.WarnContext(c.r.ctx, "organ panicked; restarting", attrs...)
+	}
+	c.host.Restart(m.Organ, d.Delay)
+}
+
+func (c *coordinator) stuck(m actors.Stuck) {
+	results, rest, ok := c.host.Abandon(m)
+	if !ok {
+		return // it finished meanwhile
+	}
+	o := &c.organs[m.Organ]
+	st := c.r.stats
+	st.abandoned.Add(1)
+	o.up, o.busy = false, false
+	c.record(m.Organ, results)
+	o.queue = append(append([]actors.Item(nil), rest...), o.queue...)
+	running := c.host.Abandoned(m.Organ)
+	c.log.WarnContext(c.r.ctx, "handler ignored its deadline; abandoned", slog.String("organ", o.name),
+		slog.Int("abandoned_running", running))
+	if running > c.r.cfg.MaxAbandoned && !o.held {
+		o.held = true
+		st.quarantines.Add(1)
+		delay := c.r.cfg.Restart.Quarantine
+		if delay <= 0 {
+			delay = 5 * time.Second
+		}
+		c.log.ErrorContext(c.r.ctx, "organ quarantined: too many abandoned handlers", slog.String("organ", o.name),
+			slog.Int("abandoned_running", running), slog.Duration("delay", delay), slog.Int("waiting", len(o.queue)))
+		c.host.After(delay, quarantineOver{organ: m.Organ})
+	}
+}
+
+// commit settles, in sequence order, every delivery at the head of the reorder buffer
+// whose organs have all answered.
+func (c *coordinator) commit() {
+	c.out = c.out[:0]
+	now := time.Now().UTC()
+	for c.commitSeq < c.nextSeq {
+		rec := &c.ring[c.commitSeq&c.mask]
+		if rec.waiting > 0 {
+			break
+		}
+		c.out = append(c.out, c.settle(rec, now))
+		rec.used = false
+		rec.d = backend.Delivery{}
+		c.commitSeq++
+	}
+	if len(c.out) > 0 {
+		c.r.commits.push(c.out)
+	}
+}
+
+// settle decides what becomes of one delivery from its organs' results.
+func (c *coordinator) settle(rec *record, now time.Time) backend.Settlement {
+	st := backend.Settlement{Delivery: rec.d, Outcome: backend.Ack}
+	ev := rec.d.Event
+	cfg := &c.r.cfg
+	stats := c.r.stats
+	if len(rec.organs) == 0 {
+		stats.unrouted.Add(1)
+		if !c.unroutedLog[ev.Type()] {
+			c.unroutedLog[ev.Type()] = true
+			c.log.WarnContext(c.r.ctx, "no organ listens to this event type; acked", slog.String("event_type", ev.Type()))
+		}
+		return st
+	}
+	maxDepth, maxFanOut := limit(cfg.MaxDepth), limit(cfg.MaxFanOut)
+	for i, organ := range rec.organs {
+		res := rec.results[i]
+		name := c.organs[organ].name
+		err := res.Err
+		if err == nil {
+			err = checkChildren(res.Children, maxFanOut)
+			if err != nil {
+				stats.fanOutExceeded.Add(1)
+			}
+		}
+		if err == nil {
+			if ev.Attempt() > 1 || rec.d.Deliveries > 1 {
+				c.r.s.tracker.Forget(ev.ID(), name)
+			}
+			for _, child := range res.Children {
+				child = child.ChildOf(ev)
+				if child.Depth() > maxDepth {
+					stats.depthExceeded.Add(1)
+					st.DeadLetters = append(st.DeadLetters, backend.DeadLetter{Event: child, Organ: name, Attempts: 0,
+						Error: necro.ErrDepthBudgetExceeded.Error(), Reason: "depth budget exceeded", At: now, Receipt: rec.d.Receipt})
+					continue
+				}
+				st.Children = append(st.Children, child)
+			}
+			continue
+		}
+		c.failed(&st, rec, name, err, now)
+	}
+	return st
+}
+
+// failed decides the retry or the terminal mode of one failed (event, organ).
+func (c *coordinator) failed(st *backend.Settlement, rec *record, organ string, err error, now time.Time) {
+	ev := rec.d.Event
+	stats := c.r.stats
+	stats.handlerError(organ)
+	var pe *necro.PanicError
+	switch {
+	case errors.As(err, &pe):
+		stats.panics.Add(1)
+	case errors.Is(err, necro.ErrHandlerTimeout):
+		stats.timeouts.Add(1)
+	}
+	attempts := max(ev.Attempt(), c.r.s.tracker.Fail(ev.ID(), organ))
+	seed := supervision.Seed(ev.ID())
+	d := c.r.cfg.Retry.Decide(attempts, err, seed)
+	c.log.WarnContext(c.r.ctx, "organ failed", slog.String("organ", organ), slog.String("event_id", ev.ID()),
+		slog.String("event_type", ev.Type()), slog.String("correlation_id", ev.Correlation()),
+		slog.Int("attempt", attempts), slog.Bool("retry", d.Retry), slog.Any("err", err))
+	if d.Retry {
+		st.Retries = append(st.Retries, backend.Retry{Event: ev.Retry(attempts+1, organ), At: now.Add(d.Delay)})
+		return
+	}
+	switch c.r.cfg.HandlerFailure {
+	case HandlerDeadLetter:
+		c.r.s.tracker.Forget(ev.ID(), organ)
+		st.DeadLetters = append(st.DeadLetters, backend.DeadLetter{Event: ev, Organ: organ, Attempts: attempts,
+			Error: err.Error(), Reason: d.Reason, At: now, Receipt: rec.d.Receipt})
+	case HandlerLog:
+		c.r.s.tracker.Forget(ev.ID(), organ)
+		c.log.ErrorContext(c.r.ctx, "event given up; acked", slog.String("organ", organ), slog.String("event_id", ev.ID()),
+			slog.String("reason", d.Reason), slog.Any("err", err))
+	case HandlerNack:
+		st.Outcome = backend.Nack
+		st.Targets = append(st.Targets, organ)
+	}
+}
+
+// checkChildren rejects an emit that breaks MaxFanOut or holds a zero Event. Both are
+// bugs in the organ, so retrying cannot help: the error is permanent.
+func checkChildren(children []necro.Event, maxFanOut int) error {
+	if len(children) > maxFanOut {
+		return necro.Permanent(fmt.Errorf("%w: %d children, limit %d", necro.ErrFanOutExceeded, len(children), maxFanOut))
+	}
+	for i, ch := range children {
+		if ch.IsZero() {
+			return necro.Permanent(fmt.Errorf("%w: child %d is a zero Event", necro.ErrInvalidEvent, i))
+		}
+	}
+	return nil
+}
+
+// abort gives every uncommitted delivery back to the backend, newest first, so that a
+// store that puts released events first in line keeps their order.
+func (c *coordinator) abort() {
+	c.aborted = true
+	var rel []backend.Settlement
+	for seq := c.nextSeq; seq > c.commitSeq; seq-- {
+		rec := &c.ring[(seq-1)&c.mask]
+		rel = append(rel, backend.Settlement{Delivery: rec.d, Outcome: backend.Release})
+		rec.used = false
+	}
+	c.commitSeq = c.nextSeq
+	if len(rel) > 0 {
+		c.r.commits.push(rel)
+	}
+}
+
+func (c *coordinator) giveBack(ds []backend.Delivery) {
+	rel := make([]backend.Settlement, 0, len(ds))
+	for i := len(ds) - 1; i >= 0; i-- {
+		rel = append(rel, backend.Settlement{Delivery: ds[i], Outcome: backend.Release})
+	}
+	c.r.commits.push(rel)
+}

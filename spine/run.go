@@ -1,0 +1,500 @@
+package spine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/necrostack/necro"
+	"github.com/necrostack/necro/actors"
+	"github.com/necrostack/necro/backend"
+	"github.com/necrostack/necro/supervision"
+)
+
+// run is one Run or Serve: a fetcher goroutine, the coordinator (on the actor host), a
+// committer goroutine, and the accounting that ties them: credits (free room in the
+// window) and the number of deliveries in flight.
+type run struct {
+	s       *Spine
+	cfg     Config
+	b       backend.Backend
+	log     *slog.Logger
+	stats   *counters
+	bounded bool
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	// pullCtx is canceled by a graceful stop, to wake a Pull waiting on an empty backend.
+	pullCtx    context.Context
+	pullCancel context.CancelFunc
+	stopping   atomic.Bool
+	aborted    atomic.Bool
+
+	host  *actors.Host
+	coord *coordinator
+
+	free     atomic.Int64 // room in the window
+	inflight atomic.Int64 // deliveries pulled and not yet settled
+	settled  signal       // fires after every settle
+	commits  commitQueue
+
+	finished chan struct{} // closed when execute returns
+}
+
+func newRun(s *Spine, ctx context.Context, bounded bool) *run {
+	r := &run{s: s, cfg: s.cfg, b: s.b, log: s.cfg.Logger, stats: s.stats, bounded: bounded,
+		finished: make(chan struct{})}
+	r.ctx, r.cancel = context.WithCancelCause(ctx)
+	r.pullCtx, r.pullCancel = context.WithCancel(r.ctx)
+	r.free.Store(int64(s.cfg.Window))
+	r.commits.wake = make(chan struct{}, 1)
+	return r
+}
+
+func (r *run) stop() {
+	r.stopping.Store(true)
+	r.pullCancel()
+}
+
+// abortNow turns a graceful stop into an immediate one.
+func (r *run) abortNow(cause error) { r.cancel(cause) }
+
+func (r *run) execute() error {
+	defer close(r.finished)
+	defer r.cancel(nil)
+	defer r.pullCancel()
+	r.coord = newCoordinator(r)
+	r.host = actors.Start(r.ctx, r.s.mounts, actors.Config{
+		HandlerTimeout: r.cfg.HandlerTimeout,
+		AbandonAfter:   r.cfg.AbandonAfter,
+		Logger:         r.log,
+	}, r.coord.receive)
+	r.coord.host = r.host
+
+	var wg sync.WaitGroup
+	wg.Go(r.commitLoop)
+	fetchErr := make(chan error, 1)
+	wg.Go(func() { fetchErr <- r.fetch() })
+
+	err := <-fetchErr
+	if r.ctx.Err() == nil {
+		r.waitSettled() // graceful: let what is in flight finish
+	}
+	if r.ctx.Err() != nil {
+		// Immediate stop: what is still in flight goes back to the backend.
+		done := make(chan struct{})
+		r.host.Send(abortMsg{done: done})
+		<-done
+	}
+	r.commits.close()
+	wg.Wait()
+	r.host.Close()
+
+	if err == nil {
+		err = context.Cause(r.ctx)
+		if errors.Is(err, context.Canceled) {
+			err = nil // a canceled ctx is a request to stop, not a failure
+		}
+	}
+	return err
+}
+
+// waitSettled waits until nothing is in flight or the run is aborted.
+func (r *run) waitSettled() {
+	for r.inflight.Load() > 0 {
+		ch := r.settled.wait()
+		if r.inflight.Load() == 0 {
+			return
+		}
+		select {
+		case <-ch:
+		case <-r.ctx.Done():
+			return
+		}
+	}
+}
+
+// fetch pulls deliveries into the window until the work is done, the budget is spent,
+// the run is stopped, or the backend is given up on.
+func (r *run) fetch() error {
+	steps := int64(limit(r.cfg.MaxSteps))
+	idler, _ := r.b.(backend.Idler)
+	failures := 0
+	var lastErr error
+	for {
+		if r.pullCtx.Err() != nil {
+			return nil
+		}
+		n := r.acquire()
+		if n == 0 {
+			continue
+		}
+		if r.bounded {
+			left := steps - r.stats.dispatched.Load()
+			if left <= 0 {
+				r.release(n)
+				return r.budgetSpent(idler)
+			}
+			n = min(n, left)
+		}
+		pullCtx, cancel := r.pullCtx, context.CancelFunc(nil)
+		idle := r.inflight.Load() == 0
+		if r.bounded {
+			switch {
+			case !idle:
+				pullCtx = doneCtx // only what is ready; more comes when something settles
+			case idler != nil && idler.Idle():
+				r.release(n)
+				return nil // the work is done
+			case idler == nil:
+				pullCtx, cancel = context.WithTimeout(r.pullCtx, r.cfg.IdleTimeout)
+			}
+		}
+		ds, err := r.b.Pull(pullCtx, int(n))
+		if cancel != nil {
+			cancel()
+		}
+		r.release(n - int64(len(ds)))
+		if len(ds) > 0 {
+			failures = 0
+			r.stats.dispatched.Add(int64(len(ds)))
+			r.inflight.Add(int64(len(ds)))
+			r.host.Send(fetched{ds})
+			continue
+		}
+		switch {
+		case r.pullCtx.Err() != nil:
+			return nil
+		case err == nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+			if r.bounded && idle {
+				if idler == nil {
+					return nil // IdleTimeout of silence: the work is done
+				}
+				continue
+			}
+			if r.bounded {
+				r.waitSignal() // something in flight will settle and may enqueue children
+			}
+		default:
+			failures++
+			lastErr = err
+			r.stats.backendErrors.Add(1)
+			r.log.WarnContext(r.ctx, "pull failed", slog.Int("consecutive_failures", failures), slog.Any("err", err))
+			if r.bounded && failures >= r.cfg.MaxConsecutiveBackendFailures {
+				return &BackendUnavailableError{FailureCount: failures, LastErr: lastErr}
+			}
+			delay := r.cfg.BackendBackoff.Delay(failures, uint64(failures))
+			if !sleep(r.pullCtx, delay) {
+				return nil
+			}
+		}
+	}
+}
+
+// budgetSpent ends a bounded run that dispatched MaxSteps events: once the window is
+// settled, it looks for one more event and, if there is one, gives it back.
+func (r *run) budgetSpent(idler backend.Idler) error {
+	r.waitSettled()
+	if r.ctx.Err() != nil {
+		return nil
+	}
+	ds, err := r.b.Pull(doneCtx, 1)
+	if len(ds) > 0 {
+		rel := make([]backend.Settlement, len(ds))
+		for i, d := range ds {
+			rel[i] = backend.Settlement{Delivery: d, Outcome: backend.Release}
+		}
+		if err := r.b.Settle(context.WithoutCancel(r.ctx), rel...); err != nil {
+			r.stats.backendErrors.Add(1)
+			r.log.ErrorContext(r.ctx, "release after step budget failed; the event comes back after redelivery", slog.Any("err", err))
+		}
+		return necro.ErrStepBudgetExceeded
+	}
+	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		r.stats.backendErrors.Add(1)
+		return necro.ErrStepBudgetExceeded // cannot tell whether more waits; say the budget ended the run
+	}
+	if idler != nil && !idler.Idle() {
+		return necro.ErrStepBudgetExceeded // retries or redeliveries are still scheduled
+	}
+	return nil
+}
+
+// acquire takes up to a window's worth of free credits, waiting for at least one.
+// It returns 0 when the run is stopping.
+func (r *run) acquire() int64 {
+	for {
+		if f := r.free.Load(); f > 0 {
+			if r.free.CompareAndSwap(f, 0) {
+				return f
+			}
+			continue
+		}
+		ch := r.settled.wait()
+		if r.free.Load() > 0 {
+			continue
+		}
+		select {
+		case <-ch:
+		case <-r.pullCtx.Done():
+			return 0
+		}
+	}
+}
+
+func (r *run) release(n int64) {
+	if n > 0 {
+		r.free.Add(n)
+	}
+}
+
+func (r *run) waitSignal() {
+	ch := r.settled.wait()
+	select {
+	case <-ch:
+	case <-r.pullCtx.Done():
+	}
+}
+
+// commitLoop applies the settlements the coordinator commits, in order.
+func (r *run) commitLoop() {
+	for {
+		batch, ok := r.commits.take()
+		if !ok {
+			return
+		}
+		r.apply(batch)
+	}
+}
+
+// apply settles a batch in order and handles a refusal by the EnqueueFailure mode.
+func (r *run) apply(batch []backend.Settlement) {
+	ctx := context.WithoutCancel(r.ctx) // settling in-flight work must outlive a stop
+	for len(batch) > 0 {
+		if r.aborted.Load() && batch[0].Outcome != backend.Release {
+			// A fatal error stopped the run: what is left goes back unsettled.
+			batch[0] = backend.Settlement{Delivery: batch[0].Delivery, Outcome: backend.Release}
+		}
+		err := r.b.Settle(ctx, batch...)
+		if err == nil {
+			r.settledOK(batch)
+			break
+		}
+		applied := 0
+		var se *backend.SettleError
+		if errors.As(err, &se) {
+			applied = se.Applied
+		}
+		r.settledOK(batch[:applied])
+		r.refused(ctx, batch[applied], err)
+		batch = batch[applied+1:]
+	}
+}
+
+// settledOK accounts for settlements the backend applied.
+func (r *run) settledOK(batch []backend.Settlement) {
+	if len(batch) == 0 {
+		return
+	}
+	var emitted, dls, retries, processed int64
+	for i := range batch {
+		st := &batch[i]
+		emitted += int64(len(st.Children))
+		retries += int64(len(st.Retries))
+		dls += int64(len(st.DeadLetters))
+		if st.Outcome != backend.Release {
+			processed++
+		}
+		for _, dl := range st.DeadLetters {
+			r.log.WarnContext(r.ctx, "event dead-lettered", slog.Any("event", dl.Event), slog.String("organ", dl.Organ),
+				slog.Int("attempts", dl.Attempts), slog.String("reason", dl.Reason), slog.String("err", dl.Error))
+		}
+	}
+	r.stats.emitted.Add(emitted)
+	r.stats.retried.Add(retries)
+	r.stats.deadLettered.Add(dls)
+	r.stats.processed.Add(processed)
+	r.done(len(batch))
+}
+
+// done gives the window room back for n settled deliveries.
+func (r *run) done(n int) {
+	r.inflight.Add(-int64(n))
+	r.free.Add(int64(n))
+	r.settled.notify()
+}
+
+// refused handles one settlement the backend refused.
+func (r *run) refused(ctx context.Context, st backend.Settlement, err error) {
+	if errors.Is(err, backend.ErrUnknownDelivery) {
+		// The store no longer knows the delivery (it was redelivered elsewhere); the
+		// other holder will settle it. Count it: this is an ack error.
+		r.stats.ackErrors.Add(1)
+		r.log.WarnContext(r.ctx, "settle rejected: unknown delivery", slog.Any("event", st.Delivery.Event), slog.Any("err", err))
+		r.done(1)
+		return
+	}
+	if !errors.Is(err, backend.ErrQueueFull) {
+		r.stats.backendErrors.Add(1)
+	}
+	for _, c := range st.Children {
+		r.stats.enqueueFailure(c.Type())
+	}
+	mode := r.cfg.EnqueueFailure
+	r.log.WarnContext(r.ctx, "enqueue failed", slog.Any("event", st.Delivery.Event), slog.Int("children", len(st.Children)),
+		slog.String("failure_mode", mode.String()), slog.Any("err", err))
+	if mode == EnqueueRetry && !r.aborted.Load() {
+		b := r.cfg.EnqueueBackoff
+		for attempt := 1; attempt <= r.cfg.EnqueueRetries; attempt++ {
+			sleep(r.ctx, b.Delay(attempt, supervision.Seed(st.Delivery.Event.ID())))
+			if err = r.b.Settle(ctx, st); err == nil {
+				r.settledOK([]backend.Settlement{st})
+				return
+			}
+			r.log.WarnContext(r.ctx, "enqueue retry failed", slog.Int("attempt", attempt), slog.String("failure_mode", mode.String()), slog.Any("err", err))
+		}
+	}
+	if mode == EnqueueStore && !r.aborted.Load() {
+		if r.storeChildren(ctx, st, err) {
+			return
+		}
+	}
+	// Fail: the run ends; the parent goes back unacked, so nothing is lost.
+	first := st.Delivery.Event
+	if len(st.Children) > 0 {
+		first = st.Children[0]
+	}
+	r.aborted.Store(true)
+	r.cancel(&EnqueueError{Event: first, Err: err})
+	if rerr := r.b.Settle(ctx, backend.Settlement{Delivery: st.Delivery, Outcome: backend.Release}); rerr != nil {
+		r.stats.backendErrors.Add(1)
+		r.log.ErrorContext(r.ctx, "release failed; the event comes back after redelivery", slog.Any("event", st.Delivery.Event), slog.Any("err", rerr))
+	}
+	r.done(1)
+}
+
+// storeChildren is EnqueueStore: enqueue the children one by one, dead-letter those the
+// backend still refuses, and settle the parent without them. It reports success.
+func (r *run) storeChildren(ctx context.Context, st backend.Settlement, cause error) bool {
+	rest := st
+	rest.Children = nil
+	rest.DeadLetters = append([]backend.DeadLetter(nil), st.DeadLetters...)
+	var emitted int64
+	for _, c := range st.Children {
+		if err := r.b.Enqueue(ctx, c); err != nil {
+			rest.DeadLetters = append(rest.DeadLetters, backend.DeadLetter{Event: c, Attempts: 1, Error: err.Error(),
+				Reason: "enqueue failed", At: time.Now().UTC(), Receipt: st.Delivery.Receipt})
+			continue
+		}
+		emitted++
+	}
+	if err := r.b.Settle(ctx, rest); err != nil {
+		r.log.ErrorContext(r.ctx, "storing refused children failed", slog.Any("event", st.Delivery.Event), slog.Any("err", err), slog.Any("cause", cause))
+		return false
+	}
+	r.stats.emitted.Add(emitted)
+	r.settledOK([]backend.Settlement{rest})
+	return true
+}
+
+// fetched carries a pulled batch from the fetcher to the coordinator.
+type fetched struct{ ds []backend.Delivery }
+
+// abortMsg asks the coordinator to give every uncommitted delivery back.
+type abortMsg struct{ done chan struct{} }
+
+// commitQueue hands settlements from the coordinator to the committer without ever
+// blocking the coordinator; the window bounds its length.
+type commitQueue struct {
+	mu     sync.Mutex
+	items  []backend.Settlement
+	closed bool
+	wake   chan struct{} // capacity 1: a pending wake-up is enough
+}
+
+func (q *commitQueue) push(batch []backend.Settlement) {
+	q.mu.Lock()
+	q.items = append(q.items, batch...)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (q *commitQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (q *commitQueue) take() ([]backend.Settlement, bool) {
+	for {
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			b := q.items
+			q.items = nil
+			q.mu.Unlock()
+			return b, true
+		}
+		closed := q.closed
+		q.mu.Unlock()
+		if closed {
+			return nil, false
+		}
+		<-q.wake
+	}
+}
+
+// signal wakes every goroutine waiting on it, each time notify is called.
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (s *signal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	return s.ch
+}
+
+func (s *signal) notify() {
+	s.mu.Lock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
+	s.mu.Unlock()
+}
+
+// doneCtx is already done: a Pull with it returns only what is ready.
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// sleep waits d or until ctx is done, and reports whether the whole d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

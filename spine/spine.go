@@ -1,0 +1,149 @@
+package spine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/necrostack/necro"
+	"github.com/necrostack/necro/backend"
+	"github.com/necrostack/necro/supervision"
+)
+
+// ErrRunning reports a Run or Serve started while another is under way on the same Spine.
+var ErrRunning = errors.New("spine: already running")
+
+// A Spine dispatches events from one backend to its organs. Create it with [New]; run
+// it with [Spine.Run] (a bounded job) or [Spine.Serve] (a long-running service). One
+// run at a time; a Spine may be run again after a run returned.
+type Spine struct {
+	b       backend.Backend
+	mounts  []necro.Mount
+	routes  map[string][]int // event type → organs that listen to it, in mount order
+	cfg     Config
+	tracker *supervision.RetryTracker
+
+	mu    sync.Mutex
+	cur   *run
+	stats *counters
+}
+
+// New returns a Spine that pulls from b and dispatches to the mounted organs. The mount
+// order is the order in which organs see an event and in which their children are
+// enqueued. It returns an error wrapping necro.ErrInvalidOrgan for an invalid mount or a
+// repeated name, and ErrInvalidConfig for an invalid cfg.
+func New(b backend.Backend, mounts []necro.Mount, cfg Config) (*Spine, error) {
+	if b == nil {
+		return nil, fmt.Errorf("%w: nil backend", ErrInvalidConfig)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	s := &Spine{b: b, cfg: cfg, routes: map[string][]int{}, stats: newCounters()}
+	seen := map[string]bool{}
+	for i, m := range mounts {
+		types, err := m.Validate()
+		if err != nil {
+			return nil, fmt.Errorf("mount %d: %w", i, err)
+		}
+		if seen[m.Name] {
+			return nil, fmt.Errorf("%w: name %q is mounted twice", necro.ErrInvalidOrgan, m.Name)
+		}
+		seen[m.Name] = true
+		for _, t := range slices.Compact(slices.Sorted(slices.Values(types))) {
+			s.routes[t] = append(s.routes[t], i)
+		}
+		s.mounts = append(s.mounts, m)
+	}
+	s.tracker = supervision.NewRetryTracker(cfg.RetryMemory, cfg.RetryTTL)
+	return s, nil
+}
+
+// Organs returns the mounted organs' names in mount order.
+func (s *Spine) Organs() []string {
+	names := make([]string, len(s.mounts))
+	for i, m := range s.mounts {
+		names[i] = m.Name
+	}
+	return names
+}
+
+// Run dispatches events until the work is done: nothing is in flight and the backend
+// is empty (exactly, for a backend.Idler; after IdleTimeout of empty pulls otherwise).
+// It returns nil then, or after [Spine.Stop] or the cancelling of ctx.
+// It returns necro.ErrStepBudgetExceeded when it dispatched MaxSteps events while more
+// were waiting (they stay in the backend, unacked), *EnqueueError when the backend
+// refused children in EnqueueFail mode, and *BackendUnavailableError after
+// MaxConsecutiveBackendFailures failed pulls in a row. Run returns only after every
+// goroutine it started has exited, except Handle calls abandoned for ignoring their ctx.
+func (s *Spine) Run(ctx context.Context) error { return s.start(ctx, true) }
+
+// Serve dispatches events until ctx is canceled or [Spine.Stop] or [Spine.Shutdown]
+// is called; an empty backend only makes it wait. MaxSteps does not apply; MaxDepth and
+// MaxFanOut do. A failing backend opens a circuit that is retried with BackendBackoff,
+// and Serve goes on. It returns nil after a stop, or the error that made it stop.
+func (s *Spine) Serve(ctx context.Context) error { return s.start(ctx, false) }
+
+// Stop asks the current run to stop pulling, finish the events in flight, and return.
+// It does not wait, so it may be called from inside Handle. Without a run it does
+// nothing.
+func (s *Spine) Stop() {
+	s.mu.Lock()
+	r := s.cur
+	s.mu.Unlock()
+	if r != nil {
+		r.stop()
+	}
+}
+
+// Shutdown stops the current run as [Spine.Stop] does and waits until it has returned.
+// When ctx ends first, Shutdown stops at once: events still in flight go back to the
+// backend unsettled (they are redelivered), and Shutdown returns ctx's error after the
+// run has returned.
+func (s *Spine) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	r := s.cur
+	s.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	r.stop()
+	select {
+	case <-r.finished:
+		return nil
+	case <-ctx.Done():
+		r.abortNow(ctx.Err())
+		<-r.finished
+		return ctx.Err()
+	}
+}
+
+// Stats returns a snapshot of the counters of the current or last run. The maps are
+// copies.
+func (s *Spine) Stats() Stats {
+	s.mu.Lock()
+	c := s.stats
+	s.mu.Unlock()
+	return c.snapshot()
+}
+
+func (s *Spine) start(ctx context.Context, bounded bool) error {
+	s.mu.Lock()
+	if s.cur != nil {
+		s.mu.Unlock()
+		return ErrRunning
+	}
+	s.stats = newCounters()
+	r := newRun(s, ctx, bounded)
+	s.cur = r
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.cur = nil
+		s.mu.Unlock()
+	}()
+	return r.execute()
+}

@@ -1,0 +1,84 @@
+package spine
+
+import (
+	"maps"
+	"sync"
+	"sync/atomic"
+)
+
+// Stats counts what a Spine did since its current or last run started. Every failure
+// path has a counter here.
+type Stats struct {
+	Processed       int64            // deliveries settled: acked, nacked or dead-lettered, routed or not
+	Emitted         int64            // children enqueued
+	Dispatched      int64            // deliveries pulled and handed to organs (the steps MaxSteps counts)
+	Unrouted        int64            // deliveries no mounted organ listens to (acked)
+	HandlerErrors   map[string]int64 // failed attempts per organ: errors, panics, timeouts
+	Retried         int64            // retries scheduled
+	DeadLettered    int64            // dead letters written
+	EnqueueFailures map[string]int64 // children the backend refused, per event type
+	BackendErrors   int64            // failed pulls and settles
+	AckErrors       int64            // settlements the backend rejected as unknown
+	Panics          int64            // Handle calls that panicked
+	Timeouts        int64            // Handle calls past their deadline
+	Abandoned       int64            // Handle calls abandoned after ignoring their ctx
+	Restarts        int64            // organ actor restarts
+	Quarantines     int64            // organ quarantines
+	DepthExceeded   int64            // children cut by MaxDepth
+	FanOutExceeded  int64            // Handle calls cut by MaxFanOut
+}
+
+// EnqueueFailureCount returns the enqueue failures of one event type, or of all types
+// when typ is "".
+func (s Stats) EnqueueFailureCount(typ string) int64 {
+	if typ != "" {
+		return s.EnqueueFailures[typ]
+	}
+	var n int64
+	for _, v := range s.EnqueueFailures {
+		n += v
+	}
+	return n
+}
+
+// counters are the live form of Stats: atomics for the hot counters, a mutex for the
+// maps, which change only on failures.
+type counters struct {
+	processed, emitted, dispatched, unrouted, retried, deadLettered atomic.Int64
+	backendErrors, ackErrors, panics, timeouts, abandoned           atomic.Int64
+	restarts, quarantines, depthExceeded, fanOutExceeded            atomic.Int64
+
+	mu              sync.Mutex
+	handlerErrors   map[string]int64
+	enqueueFailures map[string]int64
+}
+
+func (c *counters) handlerError(organ string) {
+	c.mu.Lock()
+	c.handlerErrors[organ]++
+	c.mu.Unlock()
+}
+
+func (c *counters) enqueueFailure(typ string) {
+	c.mu.Lock()
+	c.enqueueFailures[typ]++
+	c.mu.Unlock()
+}
+
+func newCounters() *counters {
+	return &counters{handlerErrors: map[string]int64{}, enqueueFailures: map[string]int64{}}
+}
+
+func (c *counters) snapshot() Stats {
+	c.mu.Lock()
+	he, ef := maps.Clone(c.handlerErrors), maps.Clone(c.enqueueFailures)
+	c.mu.Unlock()
+	return Stats{
+		Processed: c.processed.Load(), Emitted: c.emitted.Load(), Dispatched: c.dispatched.Load(),
+		Unrouted: c.unrouted.Load(), HandlerErrors: he, Retried: c.retried.Load(),
+		DeadLettered: c.deadLettered.Load(), EnqueueFailures: ef, BackendErrors: c.backendErrors.Load(),
+		AckErrors: c.ackErrors.Load(), Panics: c.panics.Load(), Timeouts: c.timeouts.Load(),
+		Abandoned: c.abandoned.Load(), Restarts: c.restarts.Load(), Quarantines: c.quarantines.Load(),
+		DepthExceeded: c.depthExceeded.Load(), FanOutExceeded: c.fanOutExceeded.Load(),
+	}
+}
