@@ -301,7 +301,8 @@ func (ev Event) MarshalJSON() ([]byte, error) {
 	if ev.e == nil {
 		return nil, invalid("id", "zero Event cannot be encoded")
 	}
-	return ev.AppendJSON(make([]byte, 0, 96+len(ev.e.payload)+len(ev.e.typ))), nil
+	// 119 bytes of keys, id, timestamp and punctuation, and room for a few escapes.
+	return ev.AppendJSON(make([]byte, 0, 128+len(ev.e.payload)+len(ev.e.typ))), nil
 }
 
 // AppendJSON appends the wire form of [Event.MarshalJSON] to b.
