@@ -110,7 +110,9 @@ type Config struct {
 	MaxAbandoned int
 
 	// Retry decides the retries of a failed (event, organ); the zero value retries up
-	// to 3 attempts in all with exponential backoff (see supervision.RetryPolicy).
+	// to 3 attempts in all with exponential backoff (see supervision.RetryPolicy). A
+	// retry delay of 1µs or less means at once: the retry is enqueued right after the
+	// delivery's children, in a deterministic order.
 	Retry supervision.RetryPolicy
 	// RetryMemory bounds the in-process retry tracker (entries; zero means 100,000) and
 	// RetryTTL how long it remembers a failure (zero means 10 minutes).

@@ -309,7 +309,11 @@ func (c *coordinator) failed(st *backend.Settlement, rec *record, organ string, 
 		slog.String("event_type", ev.Type()), slog.String("correlation_id", ev.Correlation()),
 		slog.Int("attempt", attempts), slog.Bool("retry", d.Retry), slog.Any("err", err))
 	if d.Retry {
-		st.Retries = append(st.Retries, backend.Retry{Event: ev.Retry(attempts+1, organ), At: now.Add(d.Delay)})
+		at := now.Add(d.Delay)
+		if d.Delay <= time.Microsecond {
+			at = time.Time{} // at once, right after the children: deterministic order
+		}
+		st.Retries = append(st.Retries, backend.Retry{Event: ev.Retry(attempts+1, organ), At: at})
 		return
 	}
 	switch c.r.cfg.HandlerFailure {
