@@ -24,16 +24,14 @@ func scanJSON(b []byte, maxDepth int) (spaced bool, err error) {
 		wantKey
 		wantAfter
 	)
-	var stack []byte
+	var buf [64]byte // nesting of the usual payload fits without allocating
+	stack := buf[:0]
 	state, i := wantValue, 0
-	skip := func() {
+	for {
 		for i < len(b) && isSpace(b[i]) {
 			i++
 			spaced = true
 		}
-	}
-	for {
-		skip()
 		if state == wantAfter && len(stack) == 0 {
 			break
 		}
@@ -50,7 +48,10 @@ func scanJSON(b []byte, maxDepth int) (spaced bool, err error) {
 				}
 				stack = append(stack, c)
 				i++
-				skip()
+				for i < len(b) && isSpace(b[i]) {
+					i++
+					spaced = true
+				}
 				if i < len(b) && b[i] == c+2 { // '}' is '{'+2 and ']' is '['+2
 					i++
 					stack = stack[:len(stack)-1]
@@ -93,7 +94,10 @@ func scanJSON(b []byte, maxDepth int) (spaced bool, err error) {
 			if i, err = scanString(b, i); err != nil {
 				return spaced, err
 			}
-			skip()
+			for i < len(b) && isSpace(b[i]) {
+				i++
+				spaced = true
+			}
 			if i >= len(b) || b[i] != ':' {
 				return spaced, fmt.Errorf("missing ':' after object key at offset %d", i)
 			}
@@ -132,10 +136,25 @@ func (e *depthError) Error() string {
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
+// plainStringByte marks the bytes a JSON string may hold as they are: everything but
+// the quote, the backslash and control characters.
+var plainStringByte = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 func scanString(b []byte, i int) (int, error) {
 	start := i
 	i++ // opening quote
 	for i < len(b) {
+		for i < len(b) && plainStringByte[b[i]] {
+			i++
+		}
+		if i >= len(b) {
+			break
+		}
 		c := b[i]
 		switch {
 		case c == '"':

@@ -52,16 +52,23 @@ func (a *organActor) Receive(ctx actor.Context) {
 func (a *organActor) handleBatch(ctx actor.Context, w *work) {
 	a.slot.active.Store(w)
 	timeout := a.h.cfg.HandlerTimeout
-	lastFlush := time.Now()
+	// One ctx per item, all in one allocation; a handler that keeps its ctx keeps the
+	// batch's contexts alive, which is harmless.
+	ctxs := make([]handleCtx, len(w.items))
+	// One clock reading per item: the end of one item is the start of the next.
+	start := time.Now()
+	lastFlush := start
 	for i, it := range w.items {
-		start := time.Now()
-		hc := &handleCtx{parent: a.h.base, deadline: start.Add(timeout), index: i}
+		hc := &ctxs[i]
+		hc.parent, hc.deadline, hc.index = a.h.base, start.Add(timeout), i
 		w.cur.Store(hc)
 		children, err := a.handleOne(hc, it.Event)
 		if hc.expired.Load() == 1 {
 			children, err = nil, a.h.timeoutErr()
 		}
-		w.results[i] = Result{Seq: it.Seq, Children: children, Err: err, Duration: time.Since(start)}
+		end := time.Now()
+		w.results[i] = Result{Seq: it.Seq, Children: children, Err: err, Duration: end.Sub(start)}
+		start = end
 		if !w.state.CompareAndSwap(int64(i), int64(i+1)) {
 			// The coordinator abandoned this call while it ran; the batch is no longer ours.
 			a.slot.abandoned.Add(-1)
@@ -75,10 +82,10 @@ func (a *organActor) handleBatch(ctx actor.Context, w *work) {
 			ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: w.results[from : i+1], Rest: w.items[i+1:], Final: true})
 			panic(pe) // let protoactor escalate to the coordinator, which restarts us fresh
 		}
-		if i+1 < len(w.items) && time.Since(lastFlush) >= flushEvery {
+		if i+1 < len(w.items) && end.Sub(lastFlush) >= flushEvery {
 			w.flushed.Store(int64(i + 1))
 			ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: w.results[from : i+1]})
-			lastFlush = time.Now()
+			lastFlush = end
 		}
 	}
 	w.cur.Store(nil)

@@ -32,6 +32,7 @@ type coordinator struct {
 	aborted     bool
 	unroutedLog map[string]bool // event types already logged as unrouted
 	out         []backend.Settlement
+	children    []necro.Event
 }
 
 type organState struct {
@@ -228,6 +229,9 @@ func (c *coordinator) stuck(m actors.Stuck) {
 // whose organs have all answered.
 func (c *coordinator) commit() {
 	c.out = c.out[:0]
+	// The children of a whole commit batch share one backing array, handed over with
+	// the batch; the next batch starts a new one.
+	c.children = nil
 	now := time.Now().UTC()
 	for c.commitSeq < c.nextSeq {
 		rec := &c.ring[c.commitSeq&c.mask]
@@ -245,9 +249,15 @@ func (c *coordinator) commit() {
 }
 
 // settle decides what becomes of one delivery from its organs' results.
-func (c *coordinator) settle(rec *record, now time.Time) backend.Settlement {
-	st := backend.Settlement{Delivery: rec.d, Outcome: backend.Ack}
+func (c *coordinator) settle(rec *record, now time.Time) (st backend.Settlement) {
+	st = backend.Settlement{Delivery: rec.d, Outcome: backend.Ack}
 	ev := rec.d.Event
+	first := len(c.children)
+	defer func() {
+		if len(c.children) > first {
+			st.Children = c.children[first:len(c.children):len(c.children)]
+		}
+	}()
 	cfg := &c.r.cfg
 	stats := c.r.stats
 	if len(rec.organs) == 0 {
@@ -281,7 +291,7 @@ func (c *coordinator) settle(rec *record, now time.Time) backend.Settlement {
 						Error: necro.ErrDepthBudgetExceeded.Error(), Reason: "depth budget exceeded", At: now, Receipt: rec.d.Receipt})
 					continue
 				}
-				st.Children = append(st.Children, child)
+				c.children = append(c.children, child)
 			}
 			continue
 		}

@@ -42,8 +42,8 @@ func (q *recordingQueue) Settle(ctx context.Context, batch ...backend.Settlement
 	for _, st := range batch {
 		if st.Outcome == backend.Release {
 			k := keyOf(st.Delivery.Event)
-			if i := slices.Index(q.pulled, k); i >= 0 && i == len(q.pulled)-1 {
-				q.pulled = q.pulled[:i]
+			if n := len(q.pulled); n > 0 && q.pulled[n-1] == k {
+				q.pulled = q.pulled[:n-1]
 			}
 		}
 	}

@@ -267,6 +267,7 @@ func (r *run) commitLoop() {
 			return
 		}
 		r.apply(batch)
+		r.commits.recycle(batch)
 	}
 }
 
@@ -411,6 +412,7 @@ type abortMsg struct{ done chan struct{} }
 type commitQueue struct {
 	mu     sync.Mutex
 	items  []backend.Settlement
+	spare  []backend.Settlement
 	closed bool
 	wake   chan struct{} // capacity 1: a pending wake-up is enough
 }
@@ -425,6 +427,15 @@ func (q *commitQueue) push(batch []backend.Settlement) {
 	}
 }
 
+func (q *commitQueue) recycle(b []backend.Settlement) {
+	clear(b) // drop the events, so that the buffer keeps nothing alive
+	q.mu.Lock()
+	if q.spare == nil {
+		q.spare = b[:0]
+	}
+	q.mu.Unlock()
+}
+
 func (q *commitQueue) close() {
 	q.mu.Lock()
 	q.closed = true
@@ -435,12 +446,14 @@ func (q *commitQueue) close() {
 	}
 }
 
+// take waits for settlements and returns them all. The committer hands the slice back
+// with recycle once applied, so the two buffers alternate instead of growing anew.
 func (q *commitQueue) take() ([]backend.Settlement, bool) {
 	for {
 		q.mu.Lock()
 		if len(q.items) > 0 {
 			b := q.items
-			q.items = nil
+			q.items, q.spare = q.spare[:0], nil
 			q.mu.Unlock()
 			return b, true
 		}
