@@ -241,9 +241,9 @@ func (ev Event) WithMeta(m Metadata) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	c := *ev.e
+	c := ev.e.clone()
 	c.meta = m
-	return Event{&c}, nil
+	return Event{c}, nil
 }
 
 // IsZero reports whether ev is the zero Event, which no constructor returns.

@@ -1,5 +1,7 @@
 package necro
 
+import "unsafe"
+
 // ChildOf returns a copy of ev stamped as a child of parent: the correlation id of
 // parent's chain, parent's id as causation id, parent's depth + 1, attempt 1. The trace
 // context ev was created with is kept; when it has none it inherits parent's. The
@@ -9,7 +11,7 @@ func (ev Event) ChildOf(parent Event) Event {
 	if ev.e == nil || parent.e == nil {
 		return ev
 	}
-	c := *ev.e
+	c := ev.e.clone()
 	tp, ts := c.meta.TraceParent, c.meta.TraceState
 	if tp == "" {
 		tp, ts = parent.e.meta.TraceParent, parent.e.meta.TraceState
@@ -22,7 +24,7 @@ func (ev Event) ChildOf(parent Event) Event {
 		TraceParent:   tp,
 		TraceState:    ts,
 	}
-	return Event{&c}
+	return Event{c}
 }
 
 // Retry returns a copy of ev for another handling attempt by the given organs only:
@@ -31,11 +33,21 @@ func (ev Event) Retry(attempt int, organs ...string) Event {
 	if ev.e == nil {
 		return ev
 	}
-	c := *ev.e
+	c := ev.e.clone()
 	c.meta.Attempt = max(attempt, 1)
 	c.meta.Targets = append([]string(nil), organs...)
 	if len(c.meta.Targets) == 0 {
 		c.meta.Targets = nil
 	}
-	return Event{&c}
+	return Event{c}
+}
+
+// clone copies the event. A generated id lives in the event's own buffer; the copy's id
+// must point into the copy's buffer, or every copy would keep the original alive.
+func (e *event) clone() *event {
+	c := *e
+	if len(e.id) == len(e.idBuf) && unsafe.StringData(e.id) == &e.idBuf[0] {
+		c.id = unsafe.String(&c.idBuf[0], len(c.idBuf))
+	}
+	return &c
 }

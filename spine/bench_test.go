@@ -3,8 +3,13 @@ package spine_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
+	"github.com/necrostack/necro/backend"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/necrostack/necro"
 	"github.com/necrostack/necro/backend/memory"
@@ -45,10 +50,16 @@ func fanoutMounts() []necro.Mount {
 	return ms
 }
 
+// benchWindow is the Spine window of the workloads; -window changes it. Zero is the
+// default window.
+var benchWindow int
+
 func runWorkload(b *testing.B, mounts []necro.Mount, root string, roots, handledPerRoot int) {
 	b.ReportAllocs()
 	var handled int64
 	for b.Loop() {
+		// The roots are the producer's work, not the runtime's: untimed.
+		b.StopTimer()
 		q, err := memory.New(memory.Config{Capacity: roots * 2})
 		if err != nil {
 			b.Fatal(err)
@@ -62,7 +73,9 @@ func runWorkload(b *testing.B, mounts []necro.Mount, root string, roots, handled
 		if err := q.Enqueue(b.Context(), evs...); err != nil {
 			b.Fatal(err)
 		}
-		sp, err := spine.New(q, mounts, spine.Config{MaxSteps: spine.Unlimited, Window: 1024})
+		evs = nil // the queue holds the roots now
+		b.StartTimer()
+		sp, err := spine.New(q, mounts, spine.Config{MaxSteps: spine.Unlimited, Window: benchWindow})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -76,6 +89,10 @@ func runWorkload(b *testing.B, mounts []necro.Mount, root string, roots, handled
 		handled += int64(roots * handledPerRoot)
 	}
 	b.ReportMetric(float64(handled)/b.Elapsed().Seconds(), "events/s")
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MiB") // Linux reports KiB; the whole process so far
+	}
 }
 
 // BenchmarkChain: R roots through A → B → C; handled = 3R.
@@ -89,5 +106,59 @@ func BenchmarkChain(b *testing.B) {
 func BenchmarkFanout(b *testing.B) {
 	for _, r := range []int{10_000, 200_000} {
 		b.Run(fmt.Sprintf("R=%d", r), func(b *testing.B) { runWorkload(b, fanoutMounts(), "x", r, 4) })
+	}
+}
+
+func init() {
+	flag.IntVar(&benchWindow, "window", benchWindow, "Spine window of the chain and fanout benchmarks")
+}
+
+// BenchmarkChainStream is the chain workload fed the way a service is: a producer
+// enqueues the R roots into a bounded queue while the Spine serves, waiting whenever
+// the queue is full. Memory then depends on the queue's bound, not on R.
+func BenchmarkChainStream(b *testing.B) {
+	const roots = 200_000
+	b.ReportAllocs()
+	var handled int64
+	for b.Loop() {
+		q, err := memory.New(memory.Config{Capacity: 16_384})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sp, err := spine.New(q, chainMounts(), spine.Config{Window: benchWindow})
+		if err != nil {
+			b.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- sp.Serve(b.Context()) }()
+		for range roots {
+			ev, err := necro.NewEvent("a", benchPayload)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for {
+				err := q.Enqueue(b.Context(), ev)
+				if err == nil {
+					break
+				}
+				if !errors.Is(err, backend.ErrQueueFull) {
+					b.Fatal(err)
+				}
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+		for sp.Stats().Processed < 3*roots {
+			time.Sleep(time.Millisecond)
+		}
+		sp.Stop()
+		if err := <-served; err != nil {
+			b.Fatal(err)
+		}
+		handled += 3 * roots
+	}
+	b.ReportMetric(float64(handled)/b.Elapsed().Seconds(), "events/s")
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MiB")
 	}
 }

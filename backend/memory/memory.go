@@ -30,10 +30,13 @@ var ErrInvalidConfig = errors.New("memory: invalid config")
 // Config tunes a [Backend]. The zero value is ready to use; each field states its default.
 type Config struct {
 	// Capacity bounds the events waiting in the store: those ready to be pulled plus the
-	// retries and nacked events scheduled for later. Enqueue and Settle refuse what does
-	// not fit with [backend.ErrQueueFull]. Events handed out and not yet settled do not
-	// count, and a Release or Nack never fails for lack of room: the event was admitted
-	// once already. Zero means 100,000; [Unbounded] turns the bound off.
+	// retries and nacked events scheduled for later. Enqueue refuses what does not fit
+	// with [backend.ErrQueueFull], at once. Follow-ups, the children and retries that
+	// Settle adds, may use a reserve of as much again, so that a queue producers have
+	// filled still takes the follow-ups of the events in flight; beyond twice Capacity
+	// Settle refuses them too. Events handed out and not yet settled do not count, and a
+	// Release or Nack never fails for lack of room: the event was admitted once already.
+	// Zero means 100,000; [Unbounded] turns the bound off.
 	Capacity int
 	// DeadLetterCapacity bounds the dead letters kept. Beyond it the oldest is dropped
 	// and counted by [Backend.Dropped]. Zero means 10,000; [Unbounded] keeps them all.
@@ -354,7 +357,7 @@ func (b *Backend) settle(s *backend.Settlement, now *time.Time) error {
 			return fmt.Errorf("memory: retry %d: zero Event: %w", i, necro.ErrInvalidEvent)
 		}
 	}
-	if !b.hasRoom(len(s.Children) + len(s.Retries)) {
+	if !b.hasFollowUpRoom(len(s.Children) + len(s.Retries)) {
 		return b.errFull
 	}
 
@@ -386,6 +389,12 @@ func (b *Backend) settle(s *backend.Settlement, now *time.Time) error {
 		b.scheduleAt(now.Add(b.nackDelay), ent)
 	}
 	return nil
+}
+
+// hasFollowUpRoom reports whether n more follow-ups fit: they may use the reserve of
+// another Capacity beyond what producers may fill; b.mu is held.
+func (b *Backend) hasFollowUpRoom(n int) bool {
+	return b.capacity == Unbounded || n <= 2*b.capacity-b.ready.len()-len(b.sched)
 }
 
 // hasRoom reports whether n more events fit; b.mu is held.

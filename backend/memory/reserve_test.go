@@ -1,0 +1,55 @@
+package memory_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/necrostack/necro"
+	"github.com/necrostack/necro/backend"
+	"github.com/necrostack/necro/backend/memory"
+)
+
+// A queue that producers filled still takes the follow-ups of events in flight, up to
+// a reserve of another Capacity; producers are refused all along.
+func TestFollowUpsUseTheReserve(t *testing.T) {
+	const capacity = 4
+	b, err := memory.New(memory.Config{Capacity: capacity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(n int) []necro.Event {
+		out := make([]necro.Event, n)
+		for i := range out {
+			if out[i], err = necro.NewEvent("reserve", nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return out
+	}
+	if err := b.Enqueue(t.Context(), mk(capacity)...); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := b.Pull(t.Context(), 2)
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("Pull = %d, %v", len(ds), err)
+	}
+	if err := b.Enqueue(t.Context(), mk(3)...); !errors.Is(err, backend.ErrQueueFull) {
+		t.Fatalf("producer Enqueue of 3 with room for 2 = %v, want ErrQueueFull", err)
+	}
+	if err := b.Enqueue(t.Context(), mk(2)...); err != nil {
+		t.Fatalf("producer Enqueue of 2 with room for 2 = %v", err)
+	}
+	// The queue holds 4 = Capacity. Follow-ups may add up to 4 more.
+	if err := b.Settle(t.Context(), backend.Settlement{Delivery: ds[0], Children: mk(3)}); err != nil {
+		t.Fatalf("Settle with 3 children into a full queue = %v, want the reserve to take them", err)
+	}
+	if err := b.Settle(t.Context(), backend.Settlement{Delivery: ds[1], Children: mk(2)}); !errors.Is(err, backend.ErrQueueFull) {
+		t.Fatalf("Settle with 2 children and 1 reserve left = %v, want ErrQueueFull", err)
+	}
+	if err := b.Enqueue(t.Context(), mk(1)...); !errors.Is(err, backend.ErrQueueFull) {
+		t.Fatalf("producer Enqueue over Capacity = %v, want ErrQueueFull", err)
+	}
+	if got := b.Len(); got != 7 {
+		t.Fatalf("Len() = %d, want 7", got)
+	}
+}
