@@ -39,8 +39,9 @@ func (o funcOrgan) Handle(ctx context.Context, ev Event) ([]Event, error) { retu
 // A Mount places an organ in a Spine under a unique name. Exactly one of Organ and
 // Factory is set: Organ for a stateless organ reused across restarts (it must then be
 // safe to call while an abandoned, timed-out call of it may still be running), Factory
-// for a stateful one, called for the first start and for every restart so that a
-// restart begins from a fresh instance.
+// for a stateful one, called for the first start of every run and for every restart, so
+// that a restart begins from a fresh instance. [Mount.Validate] (and so spine.New) also
+// calls Factory once, to learn what the organ listens to.
 type Mount struct {
 	Name    string
 	Organ   Organ

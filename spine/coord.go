@@ -315,10 +315,10 @@ func (c *coordinator) failed(st *backend.Settlement, rec *record, organ string, 
 	attempts := max(ev.Attempt(), c.r.s.tracker.Fail(ev.ID(), organ))
 	seed := supervision.Seed(ev.ID())
 	d := c.r.cfg.Retry.Decide(attempts, err, seed)
-	c.log.WarnContext(c.r.ctx, "organ failed", slog.String("organ", organ), slog.String("event_id", ev.ID()),
-		slog.String("event_type", ev.Type()), slog.String("correlation_id", ev.Correlation()),
-		slog.Int("attempt", attempts), slog.Bool("retry", d.Retry), slog.Any("err", err))
 	if d.Retry {
+		c.log.WarnContext(c.r.ctx, "organ failed; retrying", slog.String("organ", organ), slog.String("event_id", ev.ID()),
+			slog.String("event_type", ev.Type()), slog.String("correlation_id", ev.Correlation()),
+			slog.Int("attempt", attempts), slog.Duration("delay", d.Delay), slog.Any("err", err))
 		at := now.Add(d.Delay)
 		if d.Delay <= time.Microsecond {
 			at = time.Time{} // at once, right after the children: deterministic order
@@ -338,6 +338,8 @@ func (c *coordinator) failed(st *backend.Settlement, rec *record, organ string, 
 	case HandlerNack:
 		st.Outcome = backend.Nack
 		st.Targets = append(st.Targets, organ)
+		c.log.WarnContext(c.r.ctx, "event nacked", slog.String("organ", organ), slog.String("event_id", ev.ID()),
+			slog.Int("attempt", attempts), slog.String("reason", d.Reason), slog.Any("err", err))
 	}
 }
 
@@ -355,13 +357,13 @@ func checkChildren(children []necro.Event, maxFanOut int) error {
 	return nil
 }
 
-// abort gives every uncommitted delivery back to the backend, newest first, so that a
-// store that puts released events first in line keeps their order.
+// abort gives every uncommitted delivery back to the backend. The committer gives
+// them back newest first, after whatever it still had to settle.
 func (c *coordinator) abort() {
 	c.aborted = true
 	var rel []backend.Settlement
-	for seq := c.nextSeq; seq > c.commitSeq; seq-- {
-		rec := &c.ring[(seq-1)&c.mask]
+	for seq := c.commitSeq; seq < c.nextSeq; seq++ {
+		rec := &c.ring[seq&c.mask]
 		rel = append(rel, backend.Settlement{Delivery: rec.d, Outcome: backend.Release})
 		rec.used = false
 	}
@@ -372,9 +374,9 @@ func (c *coordinator) abort() {
 }
 
 func (c *coordinator) giveBack(ds []backend.Delivery) {
-	rel := make([]backend.Settlement, 0, len(ds))
-	for i := len(ds) - 1; i >= 0; i-- {
-		rel = append(rel, backend.Settlement{Delivery: ds[i], Outcome: backend.Release})
+	rel := make([]backend.Settlement, len(ds))
+	for i, d := range ds {
+		rel[i] = backend.Settlement{Delivery: d, Outcome: backend.Release}
 	}
 	c.r.commits.push(rel)
 }

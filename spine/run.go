@@ -31,13 +31,16 @@ type run struct {
 	pullCtx    context.Context
 	pullCancel context.CancelFunc
 	stopping   atomic.Bool
-	aborted    atomic.Bool
+	// failed is set when settling failed fatally (EnqueueFail): from then on nothing is
+	// settled any more, every delivery left is given back.
+	failed atomic.Bool
 
 	host  *actors.Host
 	coord *coordinator
 
 	free     atomic.Int64 // room in the window
 	inflight atomic.Int64 // deliveries pulled and not yet settled
+	settles  atomic.Int64 // settles so far
 	settled  signal       // fires after every settle
 	commits  commitQueue
 
@@ -153,6 +156,7 @@ func (r *run) fetch() error {
 				pullCtx, cancel = context.WithTimeout(r.pullCtx, r.cfg.IdleTimeout)
 			}
 		}
+		settles := r.settles.Load() // read before the pull: a settle after it must wake us
 		ds, err := r.b.Pull(pullCtx, int(n))
 		if cancel != nil {
 			cancel()
@@ -176,7 +180,7 @@ func (r *run) fetch() error {
 				continue
 			}
 			if r.bounded {
-				r.waitSignal() // something in flight will settle and may enqueue children
+				r.waitSettleAfter(settles) // something in flight will settle and may enqueue children
 			}
 		default:
 			failures++
@@ -251,33 +255,72 @@ func (r *run) release(n int64) {
 	}
 }
 
-func (r *run) waitSignal() {
-	ch := r.settled.wait()
-	select {
-	case <-ch:
-	case <-r.pullCtx.Done():
-	}
-}
-
-// commitLoop applies the settlements the coordinator commits, in order.
-func (r *run) commitLoop() {
-	for {
-		batch, ok := r.commits.take()
-		if !ok {
+// waitSettleAfter waits until a settle has happened since the settle count was n.
+func (r *run) waitSettleAfter(n int64) {
+	for r.settles.Load() == n {
+		ch := r.settled.wait()
+		if r.settles.Load() != n {
 			return
 		}
-		r.apply(batch)
-		r.commits.recycle(batch)
+		select {
+		case <-ch:
+		case <-r.pullCtx.Done():
+			return
+		}
 	}
 }
 
-// apply settles a batch in order and handles a refusal by the EnqueueFailure mode.
-func (r *run) apply(batch []backend.Settlement) {
+// commitLoop applies the settlements the coordinator commits, in order. Deliveries
+// given back (Release) come only from an immediate stop; they are collected and given
+// back at the end, newest first, so that a store which puts them first in line keeps
+// their order.
+func (r *run) commitLoop() {
+	var giveBack []backend.Delivery
+	for {
+		taken, ok := r.commits.take()
+		if !ok {
+			break
+		}
+		batch := taken
+		for len(batch) > 0 {
+			if r.failed.Load() || batch[0].Outcome == backend.Release {
+				giveBack = append(giveBack, batch[0].Delivery)
+				batch = batch[1:]
+				continue
+			}
+			n := 1
+			for n < len(batch) && batch[n].Outcome != backend.Release {
+				n++
+			}
+			if given := r.apply(batch[:n]); given != nil {
+				giveBack = append(giveBack, given...)
+			}
+			batch = batch[n:]
+		}
+		r.commits.recycle(taken)
+	}
+	ctx := context.WithoutCancel(r.ctx)
+	for i := len(giveBack) - 1; i >= 0; i-- {
+		if err := r.b.Settle(ctx, backend.Settlement{Delivery: giveBack[i], Outcome: backend.Release}); err != nil {
+			r.stats.backendErrors.Add(1)
+			r.log.ErrorContext(r.ctx, "give back failed; the event comes back after redelivery",
+				slog.Any("event", giveBack[i].Event), slog.Any("err", err))
+		}
+		r.done(1)
+	}
+}
+
+// apply settles a batch in order and handles a refusal by the EnqueueFailure mode. It
+// returns the deliveries to give back after a fatal failure, oldest first.
+func (r *run) apply(batch []backend.Settlement) []backend.Delivery {
 	ctx := context.WithoutCancel(r.ctx) // settling in-flight work must outlive a stop
 	for len(batch) > 0 {
-		if r.aborted.Load() && batch[0].Outcome != backend.Release {
-			// A fatal error stopped the run: what is left goes back unsettled.
-			batch[0] = backend.Settlement{Delivery: batch[0].Delivery, Outcome: backend.Release}
+		if r.failed.Load() {
+			var rest []backend.Delivery
+			for _, st := range batch {
+				rest = append(rest, st.Delivery)
+			}
+			return rest
 		}
 		err := r.b.Settle(ctx, batch...)
 		if err == nil {
@@ -290,9 +333,16 @@ func (r *run) apply(batch []backend.Settlement) {
 			applied = se.Applied
 		}
 		r.settledOK(batch[:applied])
-		r.refused(ctx, batch[applied], err)
+		if !r.refused(ctx, batch[applied], err) {
+			rest := []backend.Delivery{batch[applied].Delivery}
+			for _, st := range batch[applied+1:] {
+				rest = append(rest, st.Delivery)
+			}
+			return rest
+		}
 		batch = batch[applied+1:]
 	}
+	return nil
 }
 
 // settledOK accounts for settlements the backend applied.
@@ -325,18 +375,20 @@ func (r *run) settledOK(batch []backend.Settlement) {
 func (r *run) done(n int) {
 	r.inflight.Add(-int64(n))
 	r.free.Add(int64(n))
+	r.settles.Add(1)
 	r.settled.notify()
 }
 
-// refused handles one settlement the backend refused.
-func (r *run) refused(ctx context.Context, st backend.Settlement, err error) {
+// refused handles one settlement the backend refused. It returns false when the
+// failure is fatal: the run ends and the delivery must be given back.
+func (r *run) refused(ctx context.Context, st backend.Settlement, err error) bool {
 	if errors.Is(err, backend.ErrUnknownDelivery) {
 		// The store no longer knows the delivery (it was redelivered elsewhere); the
 		// other holder will settle it. Count it: this is an ack error.
 		r.stats.ackErrors.Add(1)
 		r.log.WarnContext(r.ctx, "settle rejected: unknown delivery", slog.Any("event", st.Delivery.Event), slog.Any("err", err))
 		r.done(1)
-		return
+		return true
 	}
 	if !errors.Is(err, backend.ErrQueueFull) {
 		r.stats.backendErrors.Add(1)
@@ -347,34 +399,28 @@ func (r *run) refused(ctx context.Context, st backend.Settlement, err error) {
 	mode := r.cfg.EnqueueFailure
 	r.log.WarnContext(r.ctx, "enqueue failed", slog.Any("event", st.Delivery.Event), slog.Int("children", len(st.Children)),
 		slog.String("failure_mode", mode.String()), slog.Any("err", err))
-	if mode == EnqueueRetry && !r.aborted.Load() {
+	if mode == EnqueueRetry {
 		b := r.cfg.EnqueueBackoff
 		for attempt := 1; attempt <= r.cfg.EnqueueRetries; attempt++ {
 			sleep(r.ctx, b.Delay(attempt, supervision.Seed(st.Delivery.Event.ID())))
 			if err = r.b.Settle(ctx, st); err == nil {
 				r.settledOK([]backend.Settlement{st})
-				return
+				return true
 			}
 			r.log.WarnContext(r.ctx, "enqueue retry failed", slog.Int("attempt", attempt), slog.String("failure_mode", mode.String()), slog.Any("err", err))
 		}
 	}
-	if mode == EnqueueStore && !r.aborted.Load() {
-		if r.storeChildren(ctx, st, err) {
-			return
-		}
+	if mode == EnqueueStore && r.storeChildren(ctx, st, err) {
+		return true
 	}
 	// Fail: the run ends; the parent goes back unacked, so nothing is lost.
 	first := st.Delivery.Event
 	if len(st.Children) > 0 {
 		first = st.Children[0]
 	}
-	r.aborted.Store(true)
+	r.failed.Store(true)
 	r.cancel(&EnqueueError{Event: first, Err: err})
-	if rerr := r.b.Settle(ctx, backend.Settlement{Delivery: st.Delivery, Outcome: backend.Release}); rerr != nil {
-		r.stats.backendErrors.Add(1)
-		r.log.ErrorContext(r.ctx, "release failed; the event comes back after redelivery", slog.Any("event", st.Delivery.Event), slog.Any("err", rerr))
-	}
-	r.done(1)
+	return false
 }
 
 // storeChildren is EnqueueStore: enqueue the children one by one, dead-letter those the
