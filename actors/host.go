@@ -215,7 +215,7 @@ func (h *Host) Abandon(st Stuck) (results []Result, rest []Item, ok bool) {
 	}
 	s := h.slots[st.Organ]
 	s.abandoned.Add(1)
-	results = append(results, w.results[w.flushed.Load():st.index]...)
+	results = append(results, w.claim(st.index)...)
 	results = append(results, Result{Seq: st.Seq, Err: h.timeoutErr(), Duration: h.cfg.HandlerTimeout + h.cfg.AbandonAfter})
 	rest = w.items[st.index+1:]
 	delete(h.byPID, s.pid.Id)
@@ -262,7 +262,16 @@ func (h *Host) Close() {
 	h.timersMu.Unlock()
 	close(h.stopWatch)
 	<-h.watchDone
-	_ = h.sys.Root.StopFuture(h.coord).Wait() // stops the organ actors too; an error only means it was already gone
+	// Whatever still runs is told to stop; a handler that ignores its ctx cannot be
+	// waited for, so Close does not wait for the actors.
+	for _, s := range h.slots {
+		if w := s.active.Load(); w != nil {
+			if hc := w.cur.Load(); hc != nil {
+				hc.expire(2)
+			}
+		}
+	}
+	h.sys.Root.Stop(h.coord) // stops the organ actors too
 	h.sys.Shutdown()
 }
 
@@ -270,34 +279,45 @@ func (h *Host) Close() {
 // when the host's ctx is done, and reports calls that run on past AbandonAfter.
 func (h *Host) watch() {
 	defer close(h.watchDone)
-	tick := min(max(h.cfg.HandlerTimeout/8, time.Millisecond), 50*time.Millisecond)
+	tick := min(max(h.cfg.HandlerTimeout/8, time.Millisecond), 20*time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()
+	done, canceled := h.base.Done(), false
 	for {
+		var now time.Time
 		select {
 		case <-h.stopWatch:
 			return
-		case now := <-t.C:
-			canceled := h.base.Err() != nil
-			for i, s := range h.slots {
-				w := s.active.Load()
-				if w == nil {
-					continue
+		case <-done:
+			done, canceled = nil, true // from now on every tick cancels what runs
+			now = time.Now()
+		case now = <-t.C:
+		}
+		for i, s := range h.slots {
+			w := s.active.Load()
+			if w == nil {
+				continue
+			}
+			hc := w.cur.Load()
+			if hc == nil {
+				continue
+			}
+			if canceled {
+				hc.expire(2)
+			}
+			// Results handled before a long call are sent now, so that their commits
+			// need not wait for it.
+			if now.Sub(hc.deadline.Add(-h.cfg.HandlerTimeout)) >= flushEvery {
+				if rs := w.claim(hc.index); len(rs) > 0 {
+					h.Send(&Done{Organ: i, Results: rs})
 				}
-				hc := w.cur.Load()
-				if hc == nil {
-					continue
-				}
-				if canceled {
-					hc.expire(2)
-				}
-				if now.Before(hc.deadline) {
-					continue
-				}
-				hc.expire(1)
-				if now.After(hc.deadline.Add(h.cfg.AbandonAfter)) && hc.stuck.CompareAndSwap(false, true) {
-					h.Send(Stuck{Organ: i, Seq: w.items[hc.index].Seq, w: w, index: hc.index})
-				}
+			}
+			if now.Before(hc.deadline) {
+				continue
+			}
+			hc.expire(1)
+			if now.After(hc.deadline.Add(h.cfg.AbandonAfter)) && hc.stuck.CompareAndSwap(false, true) {
+				h.Send(Stuck{Organ: i, Seq: w.items[hc.index].Seq, w: w, index: hc.index})
 			}
 		}
 	}

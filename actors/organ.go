@@ -25,7 +25,7 @@ type work struct {
 	items   []Item
 	results []Result
 	state   atomic.Int64
-	flushed atomic.Int64 // results before this index were sent in a partial Done
+	flushed atomic.Int64 // results before this index were sent; see claim
 	cur     atomic.Pointer[handleCtx]
 }
 
@@ -75,22 +75,37 @@ func (a *organActor) handleBatch(ctx actor.Context, w *work) {
 			ctx.Stop(ctx.Self())
 			return
 		}
-		from := w.flushed.Load()
 		if pe, ok := err.(*necro.PanicError); ok {
 			w.cur.Store(nil)
 			a.slot.active.Store(nil)
-			ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: w.results[from : i+1], Rest: w.items[i+1:], Final: true})
+			ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: w.claim(i + 1), Rest: w.items[i+1:], Final: true})
 			panic(pe) // let protoactor escalate to the coordinator, which restarts us fresh
 		}
 		if i+1 < len(w.items) && end.Sub(lastFlush) >= flushEvery {
-			w.flushed.Store(int64(i + 1))
-			ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: w.results[from : i+1]})
+			if rs := w.claim(i + 1); len(rs) > 0 {
+				ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: rs})
+			}
 			lastFlush = end
 		}
 	}
 	w.cur.Store(nil)
 	a.slot.active.Store(nil)
-	ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: w.results[w.flushed.Load():], Final: true})
+	ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: w.claim(len(w.items)), Final: true})
+}
+
+// claim takes the results before upto that nobody has sent yet. The organ actor, the
+// watchdog (for a call that runs long) and an abandon all send results; claiming with a
+// compare-and-swap sends each result exactly once.
+func (w *work) claim(upto int) []Result {
+	for {
+		from := w.flushed.Load()
+		if from >= int64(upto) {
+			return nil
+		}
+		if w.flushed.CompareAndSwap(from, int64(upto)) {
+			return w.results[from:upto]
+		}
+	}
 }
 
 // handleOne calls Handle and turns a panic into a *necro.PanicError with the stack.

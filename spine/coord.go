@@ -41,6 +41,7 @@ type organState struct {
 	busy    bool          // a batch is out and its final Done has not come back
 	up      bool          // its actor announced itself Ready and has not failed since
 	held    bool          // quarantined after too many abandoned calls
+	benched bool          // quarantined by its restart intensity, until its actor is Ready
 	history supervision.History
 }
 
@@ -76,7 +77,8 @@ func (c *coordinator) receive(msg any) {
 	case *actors.Done:
 		c.done(m)
 	case actors.Ready:
-		c.organs[m.Organ].up = true
+		o := &c.organs[m.Organ]
+		o.up, o.benched = true, false
 	case actors.Crashed:
 		c.crashed(m)
 	case actors.Stuck:
@@ -115,7 +117,11 @@ func (c *coordinator) admit(ds []backend.Delivery) {
 			rec.results = append(rec.results, actors.Result{})
 		}
 		for _, o := range organs {
-			c.organs[o].queue = append(c.organs[o].queue, actors.Item{Seq: seq, Event: d.Event})
+			og := &c.organs[o]
+			og.queue = append(og.queue, actors.Item{Seq: seq, Event: d.Event})
+			if og.held || og.benched {
+				c.r.stats.quarantineWaits.Add(1)
+			}
 			if c.debug {
 				c.log.DebugContext(c.r.ctx, "dispatching", slog.String("event_id", d.Event.ID()),
 					slog.String("event_type", d.Event.Type()), slog.String("organ", c.organs[o].name))
@@ -190,7 +196,9 @@ func (c *coordinator) crashed(m actors.Crashed) {
 	attrs := []any{slog.String("organ", o.name), slog.Any("err", m.Err), slog.Duration("delay", d.Delay),
 		slog.Int("waiting", len(o.queue))}
 	if d.Directive == supervision.Quarantine {
+		o.benched = true
 		st.quarantines.Add(1)
+		st.quarantineWaits.Add(int64(len(o.queue)))
 		c.log.ErrorContext(c.r.ctx, "organ quarantined: restart intensity exceeded", attrs...)
 	} else {
 		c.log.WarnContext(c.r.ctx, "organ panicked; restarting", attrs...)
@@ -215,6 +223,7 @@ func (c *coordinator) stuck(m actors.Stuck) {
 	if running > c.r.cfg.MaxAbandoned && !o.held {
 		o.held = true
 		st.quarantines.Add(1)
+		st.quarantineWaits.Add(int64(len(o.queue)))
 		delay := c.r.cfg.Restart.Quarantine
 		if delay <= 0 {
 			delay = 5 * time.Second

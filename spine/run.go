@@ -62,8 +62,12 @@ func (r *run) stop() {
 	r.pullCancel()
 }
 
+// errStoppedNow is the cause of an immediate stop asked for by Shutdown: a stop, not
+// a failure of the run.
+var errStoppedNow = errors.New("spine: stopped at once")
+
 // abortNow turns a graceful stop into an immediate one.
-func (r *run) abortNow(cause error) { r.cancel(cause) }
+func (r *run) abortNow() { r.cancel(errStoppedNow) }
 
 func (r *run) execute() error {
 	defer close(r.finished)
@@ -98,8 +102,8 @@ func (r *run) execute() error {
 
 	if err == nil {
 		err = context.Cause(r.ctx)
-		if errors.Is(err, context.Canceled) {
-			err = nil // a canceled ctx is a request to stop, not a failure
+		if errors.Is(err, context.Canceled) || errors.Is(err, errStoppedNow) {
+			err = nil // a canceled ctx or Shutdown is a request to stop, not a failure
 		}
 	}
 	return err
@@ -393,9 +397,6 @@ func (r *run) refused(ctx context.Context, st backend.Settlement, err error) boo
 	if !errors.Is(err, backend.ErrQueueFull) {
 		r.stats.backendErrors.Add(1)
 	}
-	for _, c := range st.Children {
-		r.stats.enqueueFailure(c.Type())
-	}
 	mode := r.cfg.EnqueueFailure
 	r.log.WarnContext(r.ctx, "enqueue failed", slog.Any("event", st.Delivery.Event), slog.Int("children", len(st.Children)),
 		slog.String("failure_mode", mode.String()), slog.Any("err", err))
@@ -414,6 +415,9 @@ func (r *run) refused(ctx context.Context, st backend.Settlement, err error) boo
 		return true
 	}
 	// Fail: the run ends; the parent goes back unacked, so nothing is lost.
+	for _, c := range st.Children {
+		r.stats.enqueueFailure(c.Type())
+	}
 	first := st.Delivery.Event
 	if len(st.Children) > 0 {
 		first = st.Children[0]
@@ -432,6 +436,7 @@ func (r *run) storeChildren(ctx context.Context, st backend.Settlement, cause er
 	var emitted int64
 	for _, c := range st.Children {
 		if err := r.b.Enqueue(ctx, c); err != nil {
+			r.stats.enqueueFailure(c.Type())
 			rest.DeadLetters = append(rest.DeadLetters, backend.DeadLetter{Event: c, Attempts: 1, Error: err.Error(),
 				Reason: "enqueue failed", At: time.Now().UTC(), Receipt: st.Delivery.Receipt})
 			continue

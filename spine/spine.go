@@ -115,7 +115,7 @@ func (s *Spine) Shutdown(ctx context.Context) error {
 	case <-r.finished:
 		return nil
 	case <-ctx.Done():
-		r.abortNow(ctx.Err())
+		r.abortNow()
 		<-r.finished
 		return ctx.Err()
 	}

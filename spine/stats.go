@@ -24,6 +24,7 @@ type Stats struct {
 	Abandoned       int64            // Handle calls abandoned after ignoring their ctx
 	Restarts        int64            // organ actor restarts
 	Quarantines     int64            // organ quarantines
+	QuarantineWaits int64            // (event, organ) pairs that had to wait for a quarantined organ
 	DepthExceeded   int64            // children cut by MaxDepth
 	FanOutExceeded  int64            // Handle calls cut by MaxFanOut
 }
@@ -47,6 +48,7 @@ type counters struct {
 	processed, emitted, dispatched, unrouted, retried, deadLettered atomic.Int64
 	backendErrors, ackErrors, panics, timeouts, abandoned           atomic.Int64
 	restarts, quarantines, depthExceeded, fanOutExceeded            atomic.Int64
+	quarantineWaits                                                 atomic.Int64
 
 	mu              sync.Mutex
 	handlerErrors   map[string]int64
@@ -79,6 +81,7 @@ func (c *counters) snapshot() Stats {
 		DeadLettered: c.deadLettered.Load(), EnqueueFailures: ef, BackendErrors: c.backendErrors.Load(),
 		AckErrors: c.ackErrors.Load(), Panics: c.panics.Load(), Timeouts: c.timeouts.Load(),
 		Abandoned: c.abandoned.Load(), Restarts: c.restarts.Load(), Quarantines: c.quarantines.Load(),
-		DepthExceeded: c.depthExceeded.Load(), FanOutExceeded: c.fanOutExceeded.Load(),
+		QuarantineWaits: c.quarantineWaits.Load(),
+		DepthExceeded:   c.depthExceeded.Load(), FanOutExceeded: c.fanOutExceeded.Load(),
 	}
 }
