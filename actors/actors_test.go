@@ -767,3 +767,43 @@ func TestCloseAfterCancelReachesRunningHandle(t *testing.T) {
 		t.Errorf("the running handler's ctx was not canceled %v after the host's ctx and Close", limit)
 	}
 }
+
+func TestCloseStartsNoMoreItemsOfABatch(t *testing.T) {
+	end := make(chan struct{}) // ends a handler at cleanup if its ctx never is
+	t.Cleanup(func() { close(end) })
+	const unwind = 100 * time.Millisecond
+	var mu sync.Mutex
+	var startedAt []time.Time
+	first := make(chan struct{}, 1)
+	organ := necro.NewOrgan([]string{"t"}, func(ctx context.Context, _ necro.Event) ([]necro.Event, error) {
+		mu.Lock()
+		startedAt = append(startedAt, time.Now())
+		mu.Unlock()
+		select {
+		case first <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			time.Sleep(unwind) // honours ctx, and takes a moment to unwind
+		case <-end:
+		}
+		return nil, ctx.Err()
+	})
+	h := startHost(t, t.Context(), []necro.Mount{{Name: "o", Organ: organ}}, actors.Config{})
+	h.ready(0)
+	batch := items(t, 0, 3)
+	h.do(func(host *actors.Host) { host.Dispatch(0, batch) })
+	<-first
+	h.host.Close()
+	closedAt := time.Now()
+	// Give the actor time to go on with its batch, which it must not.
+	time.Sleep(3 * unwind)
+	mu.Lock()
+	defer mu.Unlock()
+	for i, at := range startedAt {
+		if at.After(closedAt) {
+			t.Errorf("item %d started %v after Close returned; want no Handle call after Close", i, at.Sub(closedAt))
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -17,7 +18,7 @@ type Config struct {
 	// HandlerTimeout bounds one Handle call; zero means 30s.
 	HandlerTimeout time.Duration
 	// AbandonAfter is how long past its deadline a Handle call may go on before it is
-	// reported [Stuck]; zero means 100ms.
+	// reported [Stuck], and how long Close waits for calls it canceled; zero means 1s.
 	AbandonAfter time.Duration
 	// Logger receives the host's and protoactor's logs; nil discards them.
 	Logger *slog.Logger
@@ -31,7 +32,7 @@ func (c Config) withDefaults() Config {
 		c.HandlerTimeout = DefaultHandlerTimeout
 	}
 	if c.AbandonAfter == 0 {
-		c.AbandonAfter = 100 * time.Millisecond
+		c.AbandonAfter = time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -107,6 +108,7 @@ type Host struct {
 	timersMu sync.Mutex
 	timers   map[*time.Timer]struct{}
 	closed   bool
+	closing  atomic.Bool // set by Close: no organ actor starts another item
 
 	stopWatch chan struct{}
 	watchDone chan struct{}
@@ -260,16 +262,26 @@ func (h *Host) Close() {
 	}
 	h.timers = nil
 	h.timersMu.Unlock()
+	h.closing.Store(true) // organ actors start no further item
 	close(h.stopWatch)
 	<-h.watchDone
-	// Whatever still runs is told to stop; a handler that ignores its ctx cannot be
-	// waited for, so Close does not wait for the actors.
-	for _, s := range h.slots {
-		if w := s.active.Load(); w != nil {
-			if hc := w.cur.Load(); hc != nil {
-				hc.expire(2)
+	// Whatever still runs is told to stop and given AbandonAfter to return; a handler
+	// that ignores its ctx longer is left running, abandoned like any other.
+	wait := time.Now().Add(h.cfg.AbandonAfter)
+	for {
+		running := false
+		for _, s := range h.slots {
+			if w := s.active.Load(); w != nil {
+				if hc := w.cur.Load(); hc != nil {
+					hc.expire(2)
+					running = true
+				}
 			}
 		}
+		if !running || time.Now().After(wait) {
+			break
+		}
+		time.Sleep(time.Millisecond)
 	}
 	h.sys.Root.Stop(h.coord) // stops the organ actors too
 	h.sys.Shutdown()

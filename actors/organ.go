@@ -59,6 +59,12 @@ func (a *organActor) handleBatch(ctx actor.Context, w *work) {
 	start := time.Now()
 	lastFlush := start
 	for i, it := range w.items {
+		if a.h.closing.Load() {
+			// The host is closing: its run is over and nobody waits for these results.
+			w.cur.Store(nil)
+			a.slot.active.Store(nil)
+			return
+		}
 		hc := &ctxs[i]
 		hc.parent, hc.deadline, hc.index = a.h.base, start.Add(timeout), i
 		w.cur.Store(hc)

@@ -102,8 +102,8 @@ type Config struct {
 	// HandlerTimeout bounds one Handle call; zero means 30s.
 	HandlerTimeout time.Duration
 	// AbandonAfter is how long a Handle call may run past its deadline, ignoring its
-	// ctx, before it is abandoned and its organ goes on with a fresh actor; zero means
-	// 100ms.
+	// ctx, before it is abandoned and its organ goes on with a fresh actor; it is also how
+	// long a stop waits for the calls it canceled. Zero means 1s.
 	AbandonAfter time.Duration
 	// MaxAbandoned is how many abandoned calls of one organ may still be running before
 	// the organ is quarantined and the Spine reports unhealthy; zero means 8.

@@ -775,12 +775,67 @@ func TestCancelStopsServeAndGivesInFlightEventsBack(t *testing.T) {
 			t.Errorf("the running handler's ctx.Err() = %v, want context.Canceled", err)
 		}
 	default:
-		t.Errorf("the running handler was still waiting for its ctx when Serve returned: the cancel never reached it")
+		t.Errorf("the running handler had not returned when Serve returned; Run's doc: it returns only after every goroutine it started has exited, abandoned calls aside")
 	}
 	acked := int(sp.Stats().Processed)
 	left := lcPending(t, q)
 	if acked+len(left) != total || !slices.Equal(lcIDs(left), lcIDs(roots[acked:])) {
 		t.Errorf("after cancel: %d acked and %d left in the backend; want the %d not acked left, in order", acked, len(left), total-acked)
+	}
+}
+
+func TestServeWaitsForRunningHandlerAndStartsNoMore(t *testing.T) {
+	q := lcQueue(t)
+	await := lcAwaitCtx(t)
+	const unwind = 100 * time.Millisecond
+	var started, returned atomic.Int32
+	var mu sync.Mutex
+	var startedAt []time.Time
+	first := make(chan struct{}, 1)
+	organ := func(ctx context.Context, ev necro.Event) ([]necro.Event, error) {
+		started.Add(1)
+		mu.Lock()
+		startedAt = append(startedAt, time.Now())
+		mu.Unlock()
+		select {
+		case first <- struct{}{}:
+		default:
+		}
+		err := await(ctx)
+		if !errors.Is(err, errLCNeverCanceled) {
+			time.Sleep(unwind) // honours ctx, and takes a moment to unwind, as a rollback would
+		}
+		returned.Add(1)
+		return nil, err
+	}
+	sp := lcSpine(t, q, []necro.Mount{{Name: "o", Organ: necro.NewOrgan([]string{"job"}, organ)}}, spine.Config{})
+	lcEnqueue(t, q, "job", 0, 3)
+	cancel, result := lcServe(t, sp)
+	lcRecv(t, "the first call to start", first)
+	cancel()
+	if err := lcRecv(t, "Serve to return", result); err != nil {
+		t.Errorf("Serve() = %v, want nil", err)
+	}
+	servedUntil := time.Now()
+	if s, r := started.Load(), returned.Load(); s != r {
+		t.Errorf("when Serve returned, %d Handle calls had started and %d returned; want all returned: "+
+			"Run's doc promises every goroutine it started has exited, abandoned calls aside (none here)", s, r)
+	}
+	// Give a stray actor time to start the next item of its batch: none may.
+	lcEventually(t, "the first call to return", func() bool { return returned.Load() >= 1 })
+	time.Sleep(3 * unwind)
+	mu.Lock()
+	defer mu.Unlock()
+	for i, at := range startedAt {
+		if at.After(servedUntil) {
+			t.Errorf("Handle call %d started %v after Serve returned; want no call once Serve has returned", i+1, at.Sub(servedUntil))
+		}
+	}
+	if len(startedAt) != 1 {
+		t.Errorf("%d Handle calls started, want 1: the others were given back", len(startedAt))
+	}
+	if q.Len() != 3 {
+		t.Errorf("backend holds %d ready events, want all 3 given back", q.Len())
 	}
 }
 
@@ -866,7 +921,12 @@ func TestShutdownDrainsInFlightWork(t *testing.T) {
 		err := sp.Shutdown(t.Context())
 		shut <- outcome{err, finished.Load(), sp.Stats().Processed}
 	}()
-	lcRecv(t, "the fetcher to stop pulling", q.pullStopped)
+	// The fetcher sees the stop in a waiting Pull, or before its next one (then no Pull
+	// reports it): give it that long, then check Shutdown is still waiting.
+	select {
+	case <-q.pullStopped:
+	case <-time.After(500 * time.Millisecond):
+	}
 	select {
 	case o := <-shut:
 		t.Fatalf("Shutdown returned %+v while the slow handler was still running", o)
@@ -935,14 +995,15 @@ func TestShutdownWithExpiredCtxReleasesInFlightEvents(t *testing.T) {
 	if err := sp.Run(t.Context()); err != nil {
 		t.Fatalf("second Run() = %v", err)
 	}
-	var again []string
+	var again, seen []string
 	for _, c := range calls.snapshot()[before:] {
 		if c.ok {
 			again = append(again, c.id)
 		}
+		seen = append(seen, fmt.Sprintf("event %d attempt %d ok %v", c.n, c.attempt, c.ok))
 	}
 	if !slices.Equal(again, lcIDs(roots)) {
-		t.Errorf("second run handled %d events %v, want the %d released ones in order", len(again), again, len(roots))
+		t.Errorf("second run: calls %q; want events 0, 1, 2 handled once each, in order", seen)
 	}
 	if !q.Idle() {
 		t.Errorf("backend not idle after the second run: %d ready", q.Len())
