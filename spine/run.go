@@ -177,6 +177,7 @@ func (r *run) fetch() error {
 		case r.pullCtx.Err() != nil:
 			return nil
 		case err == nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+			failures = 0 // the backend answered: the circuit closes
 			if r.bounded && idle {
 				if idler == nil {
 					return nil // IdleTimeout of silence: the work is done
