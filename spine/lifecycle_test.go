@@ -142,31 +142,6 @@ func lcServe(t *testing.T, sp *spine.Spine) (cancel context.CancelFunc, result <
 	return cancel, result
 }
 
-// lcPending pulls every ready event of q without settling it; call it last.
-func lcPending(t *testing.T, q backend.Backend) []necro.Event {
-	t.Helper()
-	done, cancel := context.WithCancel(t.Context())
-	cancel() // a done ctx makes Pull return what is ready without waiting
-	ds, err := q.Pull(done, 1_000_000)
-	if err != nil && !errors.Is(err, context.Canceled) {
-		t.Fatalf("Pull: %v", err)
-	}
-	evs := make([]necro.Event, len(ds))
-	for i, d := range ds {
-		evs[i] = d.Event
-	}
-	return evs
-}
-
-func lcDeadLetters(t *testing.T, q *memory.Backend) []backend.DeadLetter {
-	t.Helper()
-	dls, err := q.DeadLetters(t.Context(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dls
-}
-
 // lcCall is one Handle call an organ saw.
 type lcCall struct {
 	organ    string
@@ -290,7 +265,7 @@ func TestPanicGoesToRetryPathAndCrashedBatchResumes(t *testing.T) {
 		t.Errorf("children handled by sink: %v, want %v", sunk, want)
 	}
 
-	dls := lcDeadLetters(t, q)
+	dls := seedDeadLetters(t, q)
 	if len(dls) != 1 {
 		t.Fatalf("dead letters: %d, want 1 (event 4): %+v", len(dls), dls)
 	}
@@ -457,7 +432,7 @@ func TestRestartIntensityQuarantinesOrganWithoutLosingEvents(t *testing.T) {
 	for _, c := range calls.where(func(c lcCall) bool { return c.ok }) {
 		fates[c.id]++
 	}
-	for _, dl := range lcDeadLetters(t, q) {
+	for _, dl := range seedDeadLetters(t, q) {
 		fates[dl.Event.ID()]++
 		if dl.Organ != "bad" || dl.Attempts != 3 {
 			t.Errorf("dead letter of %s: organ %q attempts %d, want \"bad\" 3", dl.Event.ID(), dl.Organ, dl.Attempts)
@@ -518,7 +493,7 @@ func TestHandlerDeadlineComesThroughCtx(t *testing.T) {
 	if st.Timeouts != 1 || st.Abandoned != 0 {
 		t.Errorf("Stats: Timeouts %d Abandoned %d, want 1 0 (the handler honoured its ctx)", st.Timeouts, st.Abandoned)
 	}
-	dls := lcDeadLetters(t, q)
+	dls := seedDeadLetters(t, q)
 	if len(dls) != 1 || !strings.Contains(dls[0].Error, necro.ErrHandlerTimeout.Error()) {
 		t.Errorf("dead letters %+v, want one whose Error says %q", dls, necro.ErrHandlerTimeout)
 	}
@@ -713,7 +688,7 @@ func TestStopFromInsideHandle(t *testing.T) {
 	if len(handled) != 3 {
 		t.Fatalf("handled %d events, want 3: Stop stops pulling", len(handled))
 	}
-	left := lcPending(t, q)
+	left := seedLeft(t, q)
 	if len(left) != 1 || left[0].Meta().CausationID != handled[2].ID() || lcN(left[0]) != 3 {
 		t.Errorf("left in the backend: %v, want only the child of the event that called Stop", left)
 	}
@@ -778,7 +753,7 @@ func TestCancelStopsServeAndGivesInFlightEventsBack(t *testing.T) {
 		t.Errorf("the running handler had not returned when Serve returned; Run's doc: it returns only after every goroutine it started has exited, abandoned calls aside")
 	}
 	acked := int(sp.Stats().Processed)
-	left := lcPending(t, q)
+	left := seedLeft(t, q)
 	if acked+len(left) != total || !slices.Equal(lcIDs(left), lcIDs(roots[acked:])) {
 		t.Errorf("after cancel: %d acked and %d left in the backend; want the %d not acked left, in order", acked, len(left), total-acked)
 	}
@@ -940,7 +915,7 @@ func TestShutdownDrainsInFlightWork(t *testing.T) {
 	if err := lcRecv(t, "Serve to return", result); err != nil {
 		t.Errorf("Serve() = %v, want nil after Shutdown", err)
 	}
-	left := lcPending(t, q)
+	left := seedLeft(t, q.Backend)
 	if len(left) != 1 || left[0].Type() != "next" || left[0].Meta().CausationID != root.ID() {
 		t.Errorf("backend after Shutdown holds %v, want just the slow event's child", left)
 	}
@@ -1235,7 +1210,7 @@ func TestFailingFloodIsDeadLetteredOnceWithBoundedRetryMemory(t *testing.T) {
 	for _, ev := range roots {
 		want[ev.ID()] = ev
 	}
-	dls := lcDeadLetters(t, q)
+	dls := seedDeadLetters(t, q)
 	seen := map[string]int{}
 	for _, dl := range dls {
 		seen[dl.Event.ID()]++
