@@ -55,8 +55,12 @@ type Result struct {
 }
 
 // Ready tells the coordinator that an organ's actor has started (first start, restart,
-// or replacement after an abandon) and can take work.
-type Ready struct{ Organ int }
+// or replacement after an abandon) and can take work. Incarnation numbers the organ's
+// actor instances from 1; a Ready from an incarnation that has crashed since is stale.
+type Ready struct {
+	Organ       int
+	Incarnation int64
+}
 
 // Done answers a [Host.Dispatch]: the results of items handled, in order. A long batch
 // sends its results in several Dones; the last one is Final, after which the organ can
@@ -67,6 +71,10 @@ type Done struct {
 	Results []Result
 	Rest    []Item
 	Final   bool
+	// Crashed marks the Done of a batch whose last result is a panic: the actor is
+	// suspended until [Host.Restart], and must get no work before its next Ready.
+	Crashed     bool
+	Incarnation int64 // the actor instance that sent it
 }
 
 // Crashed tells the coordinator that an organ's actor panicked and is suspended until
@@ -115,12 +123,13 @@ type Host struct {
 }
 
 type slot struct {
-	name      string
-	mount     necro.Mount
-	pid       *actor.PID
-	gen       int
-	active    atomicWork
-	abandoned atomicInt
+	incarnations atomic.Int64 // actor instances built so far
+	name         string
+	mount        necro.Mount
+	pid          *actor.PID
+	gen          int
+	active       atomicWork
+	abandoned    atomicInt
 }
 
 // Start spawns the coordinator and one actor per mount, and starts the watchdog. Every
@@ -237,7 +246,7 @@ func (h *Host) spawn(organ int) {
 	s := h.slots[organ]
 	s.gen++
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return &organActor{h: h, organ: organ, slot: s, o: s.mount.Instance()}
+		return &organActor{h: h, organ: organ, slot: s, o: s.mount.Instance(), incarnation: s.incarnations.Add(1)}
 	})
 	pid, err := h.ctx.SpawnNamed(props, fmt.Sprintf("%s-%d", s.name, s.gen))
 	if err != nil {

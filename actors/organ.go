@@ -34,16 +34,17 @@ type work struct {
 const flushEvery = time.Millisecond
 
 type organActor struct {
-	h     *Host
-	organ int
-	slot  *slot
-	o     necro.Organ
+	h           *Host
+	organ       int
+	slot        *slot
+	o           necro.Organ
+	incarnation int64
 }
 
 func (a *organActor) Receive(ctx actor.Context) {
 	switch w := ctx.Message().(type) {
 	case *actor.Started:
-		ctx.Send(ctx.Parent(), Ready{Organ: a.organ})
+		ctx.Send(ctx.Parent(), Ready{Organ: a.organ, Incarnation: a.incarnation})
 	case *work:
 		a.handleBatch(ctx, w)
 	}
@@ -84,19 +85,20 @@ func (a *organActor) handleBatch(ctx actor.Context, w *work) {
 		if pe, ok := err.(*necro.PanicError); ok {
 			w.cur.Store(nil)
 			a.slot.active.Store(nil)
-			ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: w.claim(i + 1), Rest: w.items[i+1:], Final: true})
+			ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: w.claim(i + 1), Rest: w.items[i+1:], Final: true,
+				Crashed: true, Incarnation: a.incarnation})
 			panic(pe) // let protoactor escalate to the coordinator, which restarts us fresh
 		}
 		if i+1 < len(w.items) && end.Sub(lastFlush) >= flushEvery {
 			if rs := w.claim(i + 1); len(rs) > 0 {
-				ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: rs})
+				ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: rs, Incarnation: a.incarnation})
 			}
 			lastFlush = end
 		}
 	}
 	w.cur.Store(nil)
 	a.slot.active.Store(nil)
-	ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: w.claim(len(w.items)), Final: true})
+	ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: w.claim(len(w.items)), Final: true, Incarnation: a.incarnation})
 }
 
 // claim takes the results before upto that nobody has sent yet. The organ actor, the

@@ -42,6 +42,8 @@ type organState struct {
 	up      bool          // its actor announced itself Ready and has not failed since
 	held    bool          // quarantined after too many abandoned calls
 	benched bool          // quarantined by its restart intensity, until its actor is Ready
+	seen    int64         // the latest actor incarnation heard from
+	downTo  int64         // incarnations up to this one crashed or were abandoned
 	history supervision.History
 }
 
@@ -78,13 +80,19 @@ func (c *coordinator) receive(msg any) {
 		c.done(m)
 	case actors.Ready:
 		o := &c.organs[m.Organ]
+		o.seen = max(o.seen, m.Incarnation)
+		if m.Incarnation <= o.downTo {
+			break // stale: sent by an instance that has crashed or been abandoned since
+		}
 		o.up, o.benched = true, false
+		c.r.health.set("organ "+o.name+" quarantined: restart intensity exceeded", false)
 	case actors.Crashed:
 		c.crashed(m)
 	case actors.Stuck:
 		c.stuck(m)
 	case quarantineOver:
 		c.organs[m.organ].held = false
+		c.r.health.set("organ "+c.organs[m.organ].name+" quarantined: too many abandoned handlers", false)
 		c.log.InfoContext(c.r.ctx, "organ quarantine over", slog.String("organ", c.organs[m.organ].name))
 	case abortMsg:
 		c.abort()
@@ -161,6 +169,12 @@ func (c *coordinator) done(m *actors.Done) {
 	}
 	o := &c.organs[m.Organ]
 	c.record(m.Organ, m.Results)
+	o.seen = max(o.seen, m.Incarnation)
+	if m.Crashed {
+		// Its Crashed may come later; until the restart, the actor must get no work.
+		o.up = false
+		o.downTo = max(o.downTo, m.Incarnation)
+	}
 	if m.Final {
 		o.busy = false
 	}
@@ -197,6 +211,7 @@ func (c *coordinator) crashed(m actors.Crashed) {
 		slog.Int("waiting", len(o.queue))}
 	if d.Directive == supervision.Quarantine {
 		o.benched = true
+		c.r.health.set("organ "+o.name+" quarantined: restart intensity exceeded", true)
 		st.quarantines.Add(1)
 		st.quarantineWaits.Add(int64(len(o.queue)))
 		c.log.ErrorContext(c.r.ctx, "organ quarantined: restart intensity exceeded", attrs...)
@@ -215,6 +230,7 @@ func (c *coordinator) stuck(m actors.Stuck) {
 	st := c.r.stats
 	st.abandoned.Add(1)
 	o.up, o.busy = false, false
+	o.downTo = max(o.downTo, o.seen) // the replacement is a newer incarnation
 	c.record(m.Organ, results)
 	o.queue = append(append([]actors.Item(nil), rest...), o.queue...)
 	running := c.host.Abandoned(m.Organ)
@@ -222,6 +238,7 @@ func (c *coordinator) stuck(m actors.Stuck) {
 		slog.Int("abandoned_running", running))
 	if running > c.r.cfg.MaxAbandoned && !o.held {
 		o.held = true
+		c.r.health.set("organ "+o.name+" quarantined: too many abandoned handlers", true)
 		st.quarantines.Add(1)
 		st.quarantineWaits.Add(int64(len(o.queue)))
 		delay := c.r.cfg.Restart.Quarantine

@@ -40,6 +40,7 @@ type run struct {
 
 	free     atomic.Int64 // room in the window
 	inflight atomic.Int64 // deliveries pulled and not yet settled
+	health   *healthBox
 	settles  atomic.Int64 // settles so far
 	settled  signal       // fires after every settle
 	commits  commitQueue
@@ -48,7 +49,7 @@ type run struct {
 }
 
 func newRun(s *Spine, ctx context.Context, bounded bool) *run {
-	r := &run{s: s, cfg: s.cfg, b: s.b, log: s.cfg.Logger, stats: s.stats, bounded: bounded,
+	r := &run{s: s, cfg: s.cfg, b: s.b, log: s.cfg.Logger, stats: s.stats, health: s.health, bounded: bounded,
 		finished: make(chan struct{})}
 	r.ctx, r.cancel = context.WithCancelCause(ctx)
 	r.pullCtx, r.pullCancel = context.WithCancel(r.ctx)
@@ -167,7 +168,7 @@ func (r *run) fetch() error {
 		}
 		r.release(n - int64(len(ds)))
 		if len(ds) > 0 {
-			failures = 0
+			r.closeCircuit(&failures)
 			r.stats.dispatched.Add(int64(len(ds)))
 			r.inflight.Add(int64(len(ds)))
 			r.host.Send(fetched{ds})
@@ -177,7 +178,7 @@ func (r *run) fetch() error {
 		case r.pullCtx.Err() != nil:
 			return nil
 		case err == nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-			failures = 0 // the backend answered: the circuit closes
+			r.closeCircuit(&failures) // the backend answered
 			if r.bounded && idle {
 				if idler == nil {
 					return nil // IdleTimeout of silence: the work is done
@@ -190,6 +191,7 @@ func (r *run) fetch() error {
 		default:
 			failures++
 			lastErr = err
+			r.health.set(circuitOpen, true)
 			r.stats.backendErrors.Add(1)
 			r.log.WarnContext(r.ctx, "pull failed", slog.Int("consecutive_failures", failures), slog.Any("err", err))
 			if r.bounded && failures >= r.cfg.MaxConsecutiveBackendFailures {
@@ -200,6 +202,16 @@ func (r *run) fetch() error {
 				return nil
 			}
 		}
+	}
+}
+
+const circuitOpen = "backend circuit open: pulls are failing"
+
+func (r *run) closeCircuit(failures *int) {
+	if *failures > 0 {
+		*failures = 0
+		r.health.set(circuitOpen, false)
+		r.log.InfoContext(r.ctx, "backend answers again; circuit closed")
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -25,9 +26,10 @@ type Spine struct {
 	cfg     Config
 	tracker *supervision.RetryTracker
 
-	mu    sync.Mutex
-	cur   *run
-	stats *counters
+	mu     sync.Mutex
+	cur    *run
+	stats  *counters
+	health *healthBox
 }
 
 // New returns a Spine that pulls from b and dispatches to the mounted organs. The mount
@@ -42,7 +44,7 @@ func New(b backend.Backend, mounts []necro.Mount, cfg Config) (*Spine, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Spine{b: b, cfg: cfg, routes: map[string][]int{}, stats: newCounters()}
+	s := &Spine{b: b, cfg: cfg, routes: map[string][]int{}, stats: newCounters(), health: &healthBox{problems: map[string]bool{}}}
 	seen := map[string]bool{}
 	for i, m := range mounts {
 		types, err := m.Validate()
@@ -121,6 +123,46 @@ func (s *Spine) Shutdown(ctx context.Context) error {
 	}
 }
 
+// Health says whether the Spine is working as it should: no organ quarantined and the
+// backend answering. Problems names what is wrong, sorted; it is empty when Healthy.
+type Health struct {
+	Healthy  bool
+	Running  bool // a Run or Serve is under way
+	Problems []string
+}
+
+// Health reports the current or last run's health. It is safe to call at any time,
+// from any goroutine.
+func (s *Spine) Health() Health {
+	s.mu.Lock()
+	h, running := s.health, s.cur != nil
+	s.mu.Unlock()
+	problems := h.list()
+	return Health{Healthy: len(problems) == 0, Running: running, Problems: problems}
+}
+
+// healthBox holds the problems a run has at the moment; they change rarely.
+type healthBox struct {
+	mu       sync.Mutex
+	problems map[string]bool
+}
+
+func (h *healthBox) set(problem string, on bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if on {
+		h.problems[problem] = true
+	} else {
+		delete(h.problems, problem)
+	}
+}
+
+func (h *healthBox) list() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Sorted(maps.Keys(h.problems))
+}
+
 // Stats returns a snapshot of the counters of the current or last run. The maps are
 // copies.
 func (s *Spine) Stats() Stats {
@@ -137,6 +179,7 @@ func (s *Spine) start(ctx context.Context, bounded bool) error {
 		return ErrRunning
 	}
 	s.stats = newCounters()
+	s.health = &healthBox{problems: map[string]bool{}}
 	r := newRun(s, ctx, bounded)
 	s.cur = r
 	s.mu.Unlock()
