@@ -1,12 +1,10 @@
 package spine_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -101,7 +99,7 @@ func TestHealthReportsQuarantinedOrgan(t *testing.T) {
 		return nil, nil
 	})
 	instant := supervision.Backoff{Base: time.Microsecond, Max: time.Microsecond, Jitter: supervision.NoJitter}
-	var logs syncBuffer
+	var logs seedLogBuffer
 	sp, err := spine.New(mem, []necro.Mount{{Name: "fragile", Organ: organ}}, spine.Config{
 		Logger:  slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		Retry:   supervision.RetryPolicy{MaxAttempts: 1},
@@ -121,7 +119,9 @@ func TestHealthReportsQuarantinedOrgan(t *testing.T) {
 	go func() { served <- sp.Serve(ctx) }()
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("logs:\n%s", logs.String())
+			for _, rec := range logs.records(t) {
+				t.Log(rec)
+			}
 		}
 	})
 	waitFor(t, sp, "the quarantine", func() bool { return !sp.Health().Healthy })
@@ -138,21 +138,4 @@ func TestHealthReportsQuarantinedOrgan(t *testing.T) {
 	if err := <-served; err != nil {
 		t.Fatalf("Serve() = %v", err)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
