@@ -51,3 +51,7 @@ func (e *event) clone() *event {
 	}
 	return &c
 }
+
+// Targeted reports whether ev is a retried copy meant only for some organs (see
+// [Event.Targets]).
+func (ev Event) Targeted() bool { return ev.e != nil && len(ev.e.meta.Targets) > 0 }

@@ -17,7 +17,7 @@ const (
 	DefaultMaxSteps                      = 10_000
 	DefaultMaxDepth                      = 1_000
 	DefaultMaxFanOut                     = 10_000
-	DefaultWindow                        = 1024
+	DefaultWindow                        = 4096
 	DefaultMaxAbandoned                  = 8
 	DefaultMaxConsecutiveBackendFailures = 10
 	DefaultEnqueueRetries                = 3
@@ -96,7 +96,7 @@ type Config struct {
 	MaxFanOut int
 	// Window bounds the deliveries pulled and not yet settled. Any size keeps the
 	// ordering promise; a larger one lets organs run further ahead of the commit.
-	// Zero means 1024.
+	// Zero means 4096.
 	Window int
 
 	// HandlerTimeout bounds one Handle call; zero means 30s.

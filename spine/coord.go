@@ -117,7 +117,7 @@ func (c *coordinator) admit(ds []backend.Delivery) {
 		c.nextSeq++
 		rec := &c.ring[seq&c.mask]
 		organs := c.r.s.routes[d.Event.Type()]
-		if d.Event.Meta().Targets != nil {
+		if d.Event.Targeted() {
 			organs = c.targeted(organs, d.Event)
 		}
 		*rec = record{used: true, seq: seq, d: d, organs: organs, results: rec.results[:0], waiting: len(organs)}

@@ -23,6 +23,7 @@ type run struct {
 	b       backend.Backend
 	log     *slog.Logger
 	stats   *counters
+	health  *healthBox
 	bounded bool
 
 	ctx    context.Context
@@ -40,7 +41,6 @@ type run struct {
 
 	free     atomic.Int64 // room in the window
 	inflight atomic.Int64 // deliveries pulled and not yet settled
-	health   *healthBox
 	settles  atomic.Int64 // settles so far
 	settled  signal       // fires after every settle
 	commits  commitQueue
