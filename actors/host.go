@@ -17,6 +17,8 @@ import (
 type Config struct {
 	// HandlerTimeout bounds one Handle call; zero means 30s.
 	HandlerTimeout time.Duration
+	// Timeouts overrides HandlerTimeout for the organs it names.
+	Timeouts map[string]time.Duration
 	// AbandonAfter is how long past its deadline a Handle call may go on before it is
 	// reported [Stuck], and how long Close waits for calls it canceled; zero means 1s.
 	AbandonAfter time.Duration
@@ -125,6 +127,7 @@ type Host struct {
 type slot struct {
 	incarnations atomic.Int64 // actor instances built so far
 	name         string
+	timeout      time.Duration // the handler timeout of this organ
 	mount        necro.Mount
 	pid          *actor.PID
 	gen          int
@@ -152,7 +155,11 @@ func Start(ctx context.Context, mounts []necro.Mount, cfg Config, handle func(ms
 	logger := cfg.Logger.With(slog.String("component", "protoactor"))
 	h.sys = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
 	for _, m := range mounts {
-		h.slots = append(h.slots, &slot{name: m.Name, mount: m})
+		timeout := cfg.HandlerTimeout
+		if t, ok := cfg.Timeouts[m.Name]; ok && t > 0 {
+			timeout = t
+		}
+		h.slots = append(h.slots, &slot{name: m.Name, mount: m, timeout: timeout})
 	}
 	h.coord = h.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &coordinator{h} }))
 	go h.watch()
@@ -227,7 +234,7 @@ func (h *Host) Abandon(st Stuck) (results []Result, rest []Item, ok bool) {
 	s := h.slots[st.Organ]
 	s.abandoned.Add(1)
 	results = append(results, w.claim(st.index)...)
-	results = append(results, Result{Seq: st.Seq, Err: h.timeoutErr(), Duration: h.cfg.HandlerTimeout + h.cfg.AbandonAfter})
+	results = append(results, Result{Seq: st.Seq, Err: s.timeoutErr(), Duration: s.timeout + h.cfg.AbandonAfter})
 	rest = w.items[st.index+1:]
 	delete(h.byPID, s.pid.Id)
 	s.active.Store(nil)
@@ -238,8 +245,8 @@ func (h *Host) Abandon(st Stuck) (results []Result, rest []Item, ok bool) {
 // Abandoned returns how many abandoned Handle calls of an organ are still running.
 func (h *Host) Abandoned(organ int) int { return int(h.slots[organ].abandoned.Load()) }
 
-func (h *Host) timeoutErr() error {
-	return fmt.Errorf("%w after %s", necro.ErrHandlerTimeout, h.cfg.HandlerTimeout)
+func (s *slot) timeoutErr() error {
+	return fmt.Errorf("%w after %s", necro.ErrHandlerTimeout, s.timeout)
 }
 
 func (h *Host) spawn(organ int) {
@@ -300,7 +307,11 @@ func (h *Host) Close() {
 // when the host's ctx is done, and reports calls that run on past AbandonAfter.
 func (h *Host) watch() {
 	defer close(h.watchDone)
-	tick := min(max(h.cfg.HandlerTimeout/8, time.Millisecond), 20*time.Millisecond)
+	shortest := h.cfg.HandlerTimeout
+	for _, s := range h.slots {
+		shortest = min(shortest, s.timeout)
+	}
+	tick := min(max(shortest/8, time.Millisecond), 20*time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	done, canceled := h.base.Done(), false
@@ -328,7 +339,7 @@ func (h *Host) watch() {
 			}
 			// Results handled before a long call are sent now, so that their commits
 			// need not wait for it.
-			if now.Sub(hc.deadline.Add(-h.cfg.HandlerTimeout)) >= flushEvery {
+			if now.Sub(hc.deadline.Add(-s.timeout)) >= flushEvery {
 				if rs := w.claim(hc.index); len(rs) > 0 {
 					h.Send(&Done{Organ: i, Results: rs})
 				}

@@ -52,7 +52,7 @@ func (a *organActor) Receive(ctx actor.Context) {
 
 func (a *organActor) handleBatch(ctx actor.Context, w *work) {
 	a.slot.active.Store(w)
-	timeout := a.h.cfg.HandlerTimeout
+	timeout := a.slot.timeout
 	// One ctx per item, all in one allocation; a handler that keeps its ctx keeps the
 	// batch's contexts alive, which is harmless.
 	ctxs := make([]handleCtx, len(w.items))
@@ -71,7 +71,7 @@ func (a *organActor) handleBatch(ctx actor.Context, w *work) {
 		w.cur.Store(hc)
 		children, err := a.handleOne(hc, it.Event)
 		if hc.expired.Load() == 1 {
-			children, err = nil, a.h.timeoutErr()
+			children, err = nil, a.slot.timeoutErr()
 		}
 		end := time.Now()
 		w.results[i] = Result{Seq: it.Seq, Children: children, Err: err, Duration: end.Sub(start)}

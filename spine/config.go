@@ -141,8 +141,20 @@ type Config struct {
 	// it is idle (see backend.Idler) before it counts the work as done; zero means 1s.
 	IdleTimeout time.Duration
 
+	// Organs overrides the settings above for the organs it names (by mount name); an
+	// organ it does not name uses them as they are.
+	Organs map[string]OrganPolicy
+
 	// Logger receives the Spine's logs; nil discards them.
 	Logger *slog.Logger
+}
+
+// An OrganPolicy overrides the Spine's failure settings for one organ. Zero fields keep
+// the Spine's own: a zero HandlerTimeout means Config.HandlerTimeout, a zero Retry means
+// Config.Retry.
+type OrganPolicy struct {
+	HandlerTimeout time.Duration
+	Retry          supervision.RetryPolicy
 }
 
 func (c Config) withDefaults() Config {
@@ -209,6 +221,14 @@ func (c Config) validate() error {
 			return fmt.Errorf("%w: %s: %w", ErrInvalidConfig, v.name, v.err)
 		}
 	}
+	for name, p := range c.Organs {
+		if p.HandlerTimeout < 0 {
+			return fmt.Errorf("%w: Organs[%q].HandlerTimeout must not be negative, got %s", ErrInvalidConfig, name, p.HandlerTimeout)
+		}
+		if err := p.Retry.Validate(); err != nil {
+			return fmt.Errorf("%w: Organs[%q].Retry: %w", ErrInvalidConfig, name, err)
+		}
+	}
 	if c.HandlerFailure < HandlerDeadLetter || c.HandlerFailure > HandlerNack {
 		return fmt.Errorf("%w: unknown HandlerFailure %d", ErrInvalidConfig, int(c.HandlerFailure))
 	}
@@ -223,4 +243,18 @@ func limit(v int) int {
 		return int(^uint(0) >> 1)
 	}
 	return v
+}
+
+// timeouts lists the organs whose handler timeout differs from HandlerTimeout.
+func (c Config) timeouts() map[string]time.Duration {
+	var out map[string]time.Duration
+	for name, p := range c.Organs {
+		if p.HandlerTimeout > 0 {
+			if out == nil {
+				out = map[string]time.Duration{}
+			}
+			out[name] = p.HandlerTimeout
+		}
+	}
+	return out
 }

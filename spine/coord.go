@@ -321,14 +321,15 @@ func (c *coordinator) settle(rec *record, now time.Time) (st backend.Settlement)
 			}
 			continue
 		}
-		c.failed(&st, rec, name, err, now)
+		c.failed(&st, rec, organ, err, now)
 	}
 	return st
 }
 
 // failed decides the retry or the terminal mode of one failed (event, organ).
-func (c *coordinator) failed(st *backend.Settlement, rec *record, organ string, err error, now time.Time) {
+func (c *coordinator) failed(st *backend.Settlement, rec *record, index int, err error, now time.Time) {
 	ev := rec.d.Event
+	organ := c.organs[index].name
 	stats := c.r.stats
 	stats.handlerError(organ)
 	var pe *necro.PanicError
@@ -340,7 +341,7 @@ func (c *coordinator) failed(st *backend.Settlement, rec *record, organ string, 
 	}
 	attempts := max(ev.Attempt(), c.r.s.tracker.Fail(ev.ID(), organ))
 	seed := supervision.Seed(ev.ID())
-	d := c.r.cfg.Retry.Decide(attempts, err, seed)
+	d := c.r.s.retry[index].Decide(attempts, err, seed)
 	if d.Retry {
 		c.log.WarnContext(c.r.ctx, "organ failed; retrying", slog.String("organ", organ), slog.String("event_id", ev.ID()),
 			slog.String("event_type", ev.Type()), slog.String("correlation_id", ev.Correlation()),

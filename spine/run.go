@@ -77,6 +77,7 @@ func (r *run) execute() error {
 	r.coord = newCoordinator(r)
 	r.host = actors.Start(r.ctx, r.s.mounts, actors.Config{
 		HandlerTimeout: r.cfg.HandlerTimeout,
+		Timeouts:       r.cfg.timeouts(),
 		AbandonAfter:   r.cfg.AbandonAfter,
 		Logger:         r.log,
 	}, r.coord.receive)

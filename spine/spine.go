@@ -24,6 +24,7 @@ type Spine struct {
 	mounts  []necro.Mount
 	routes  map[string][]int // event type → organs that listen to it, in mount order
 	cfg     Config
+	retry   []supervision.RetryPolicy // per organ, in mount order
 	tracker *supervision.RetryTracker
 
 	mu     sync.Mutex
@@ -59,6 +60,18 @@ func New(b backend.Backend, mounts []necro.Mount, cfg Config) (*Spine, error) {
 			s.routes[t] = append(s.routes[t], i)
 		}
 		s.mounts = append(s.mounts, m)
+	}
+	for name := range cfg.Organs {
+		if !seen[name] {
+			return nil, fmt.Errorf("%w: Organs names %q, which is not mounted", ErrInvalidConfig, name)
+		}
+	}
+	for _, m := range s.mounts {
+		p := cfg.Retry
+		if o, ok := cfg.Organs[m.Name]; ok && o.Retry != (supervision.RetryPolicy{}) {
+			p = o.Retry
+		}
+		s.retry = append(s.retry, p)
 	}
 	s.tracker = supervision.NewRetryTracker(cfg.RetryMemory, cfg.RetryTTL)
 	return s, nil
