@@ -312,7 +312,8 @@ func (ev Event) MarshalJSON() ([]byte, error) {
 	return ev.AppendJSON(make([]byte, 0, 128+len(ev.e.payload)+len(ev.e.typ))), nil
 }
 
-// AppendJSON appends the wire form of [Event.MarshalJSON] to b.
+// AppendJSON appends the wire form of [Event.MarshalJSON] to b. Unlike MarshalJSON it
+// does not check ev: the zero Event has no wire form and panics here.
 func (ev Event) AppendJSON(b []byte) []byte {
 	e := ev.e
 	b = append(b, `{"id":"`...)

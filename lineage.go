@@ -28,7 +28,8 @@ func (ev Event) ChildOf(parent Event) Event {
 }
 
 // Retry returns a copy of ev for another handling attempt by the given organs only:
-// attempt set to attempt, Targets to organs, all other lineage kept.
+// attempt set to attempt, Targets to organs, all other lineage kept. The organ names are
+// taken as they are: they must be mounted names, which are never blank.
 func (ev Event) Retry(attempt int, organs ...string) Event {
 	if ev.e == nil {
 		return ev

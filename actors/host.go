@@ -381,7 +381,9 @@ func (c *coordinator) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, 
 	h.sup = sup
 	organ, ok := h.byPID[child.Id]
 	if !ok {
-		sup.StopChildren(child) // a replaced actor; nobody waits for it
+		// A replaced (abandoned) actor failed; nobody waits for its results.
+		h.cfg.Logger.Warn("replaced organ actor failed; stopped", slog.String("actor", child.Id), slog.Any("reason", reason))
+		sup.StopChildren(child)
 		return
 	}
 	pe, ok := reason.(*necro.PanicError)

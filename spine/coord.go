@@ -275,15 +275,10 @@ func (c *coordinator) commit() {
 }
 
 // settle decides what becomes of one delivery from its organs' results.
-func (c *coordinator) settle(rec *record, now time.Time) (st backend.Settlement) {
-	st = backend.Settlement{Delivery: rec.d, Outcome: backend.Ack}
+func (c *coordinator) settle(rec *record, now time.Time) backend.Settlement {
+	st := backend.Settlement{Delivery: rec.d, Outcome: backend.Ack}
 	ev := rec.d.Event
 	first := len(c.children)
-	defer func() {
-		if len(c.children) > first {
-			st.Children = c.children[first:len(c.children):len(c.children)]
-		}
-	}()
 	cfg := &c.r.cfg
 	stats := c.r.stats
 	if len(rec.organs) == 0 {
@@ -322,6 +317,9 @@ func (c *coordinator) settle(rec *record, now time.Time) (st backend.Settlement)
 			continue
 		}
 		c.failed(&st, rec, organ, err, now)
+	}
+	if len(c.children) > first {
+		st.Children = c.children[first:len(c.children):len(c.children)]
 	}
 	return st
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"strconv"
 	"strings"
@@ -44,6 +45,8 @@ type Config struct {
 	// NackDelay is how long a nacked event waits before it is handed out again.
 	// Zero means 1s.
 	NackDelay time.Duration
+	// Logger receives an Error line for every dead letter dropped; nil discards them.
+	Logger *slog.Logger
 }
 
 // An entry is an event waiting in the store, with how often it has been handed out.
@@ -66,6 +69,7 @@ type slot struct {
 type Backend struct {
 	capacity  int // Unbounded or > 0
 	dlCap     int // Unbounded or > 0
+	log       *slog.Logger
 	nackDelay time.Duration
 
 	// mu guards everything below. One lock covers the room check and the insert, so
@@ -95,7 +99,10 @@ var (
 // New returns an empty store tuned by cfg. The error wraps [ErrInvalidConfig] when a
 // field is out of range. New starts no goroutines.
 func New(cfg Config) (*Backend, error) {
-	b := &Backend{capacity: cfg.Capacity, dlCap: cfg.DeadLetterCapacity, nackDelay: cfg.NackDelay}
+	b := &Backend{capacity: cfg.Capacity, dlCap: cfg.DeadLetterCapacity, nackDelay: cfg.NackDelay, log: cfg.Logger}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
 	switch {
 	case b.capacity == 0:
 		b.capacity = defaultCapacity
@@ -438,8 +445,11 @@ func (b *Backend) signal() {
 
 func (b *Backend) addDeadLetter(dl backend.DeadLetter) {
 	if b.dlCap != Unbounded && b.dead.len() >= b.dlCap {
-		b.dead.popFront()
+		lost := b.dead.popFront()
 		b.dropped++
+		// A dropped dead letter is an event lost for good: say so, every time.
+		b.log.Error("dead letter dropped: dead-letter store full", slog.Any("event", lost.Event),
+			slog.String("organ", lost.Organ), slog.Int("capacity", b.dlCap), slog.Int("dropped_total", b.dropped))
 	}
 	b.dead.pushBack(dl)
 }

@@ -1,7 +1,10 @@
 package memory_test
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/necrostack/necro"
@@ -51,5 +54,38 @@ func TestFollowUpsUseTheReserve(t *testing.T) {
 	}
 	if got := b.Len(); got != 7 {
 		t.Fatalf("Len() = %d, want 7", got)
+	}
+}
+
+// Dropping a dead letter loses an event: every drop is counted and logged.
+func TestDroppedDeadLettersAreLogged(t *testing.T) {
+	var logs bytes.Buffer
+	b, err := memory.New(memory.Config{DeadLetterCapacity: 1, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []necro.Event
+	for range 3 {
+		ev, _ := necro.NewEvent("doomed", nil)
+		evs = append(evs, ev)
+	}
+	if err := b.Enqueue(t.Context(), evs[0]); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := b.Pull(t.Context(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := backend.Settlement{Delivery: ds[0], DeadLetters: []backend.DeadLetter{
+		{Event: evs[0], Organ: "o", Reason: "r"}, {Event: evs[1], Organ: "o", Reason: "r"}, {Event: evs[2], Organ: "o", Reason: "r"}}}
+	if err := b.Settle(t.Context(), st); err != nil {
+		t.Fatal(err)
+	}
+	if b.Dropped() != 2 {
+		t.Fatalf("Dropped() = %d, want 2", b.Dropped())
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], evs[0].ID()) || !strings.Contains(lines[1], evs[1].ID()) {
+		t.Fatalf("logs = %q, want one line per dropped dead letter naming its event", lines)
 	}
 }

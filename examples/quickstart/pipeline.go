@@ -42,7 +42,7 @@ type terminalEv struct {
 // process submits one order.submitted event per order to a fresh in-memory backend,
 // runs the pipeline until nothing is left to do, and gathers the result.
 func process(ctx context.Context, orders []json.RawMessage, cfg spine.Config) (_ *result, err error) {
-	q, err := memory.New(memory.Config{})
+	q, err := memory.New(memory.Config{Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
