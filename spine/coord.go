@@ -304,8 +304,8 @@ func (c *coordinator) settle(rec *record, now time.Time) backend.Settlement {
 			if ev.Attempt() > 1 || rec.d.Deliveries > 1 {
 				c.r.s.tracker.Forget(ev.ID(), name)
 			}
-			for _, child := range res.Children {
-				child = child.ChildOf(ev)
+			for j, child := range res.Children {
+				child = child.EmittedBy(ev, name, j)
 				if child.Depth() > maxDepth {
 					stats.depthExceeded.Add(1)
 					st.DeadLetters = append(st.DeadLetters, backend.DeadLetter{Event: child, Organ: name, Attempts: 0,
