@@ -1,0 +1,264 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/necrostack/necro"
+	"github.com/necrostack/necro/backend"
+)
+
+// argv builds the arguments of settleScript.
+type argv struct {
+	args []any
+}
+
+func (a *argv) start(cfg Config, capacity int) {
+	a.args = append(a.args[:0], cfg.Group, cfg.Consumer, capacity, cfg.DeadLetterMaxLen)
+}
+
+// op appends one operation: settle entry id (none when ""), acking it when ack, after
+// adding the entries, the delayed retries and the dead letters.
+func (a *argv) op(id string, ack bool, entries []necro.Event, later []backend.Retry, dead []backend.DeadLetter, rcpt string) {
+	a.args = append(a.args, id, flag(ack), len(entries))
+	for _, ev := range entries {
+		a.args = append(a.args, ev.AppendJSON(nil), appendMeta(nil, ev))
+	}
+	a.args = append(a.args, len(later))
+	for i, r := range later {
+		// The token keeps two equal retries apart: the set would merge them.
+		member := append([]byte(rcpt+"/"+strconv.Itoa(i)+"\x00"), r.Event.AppendJSON(nil)...)
+		member = append(append(member, 0), appendMeta(nil, r.Event)...)
+		a.args = append(a.args, r.At.UnixMilli(), member)
+	}
+	a.args = append(a.args, len(dead))
+	for _, dl := range dead {
+		a.dead(deadFields{original: entryID(dl.Receipt), event: string(dl.Event.AppendJSON(nil)), reason: dl.Reason,
+			at: dl.At.UTC().Format(necro.TimestampLayout), organ: dl.Organ, attempts: dl.Attempts, err: dl.Error,
+			meta: string(appendMeta(nil, dl.Event)), receipt: dl.Receipt})
+	}
+}
+
+// rawOp appends an operation that dead-letters an entry as stored and acks it.
+func (a *argv) rawOp(id string, ack bool, d deadFields) {
+	a.args = append(a.args, id, flag(ack), 0, 0, 1)
+	a.dead(d)
+}
+
+// deadFields are the fields of a dead-letter entry.
+type deadFields struct {
+	original, event, reason, at, organ string
+	attempts                           int
+	err, meta, receipt                 string
+}
+
+func (a *argv) dead(d deadFields) {
+	a.args = append(a.args, d.original, d.event, d.reason, d.at, d.organ, d.attempts, d.err, d.meta, d.receipt)
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// appendMeta appends the lineage of ev as the stream entry's meta field.
+func appendMeta(b []byte, ev necro.Event) []byte {
+	m, err := ev.Meta().MarshalJSON()
+	if err != nil { // a valid event's metadata always encodes
+		panic(err)
+	}
+	return append(b, m...)
+}
+
+// decodeEntry decodes a stream entry: the Python wire shape in field event, necro's
+// lineage in field meta (absent in entries that Python wrote). The error names what is
+// wrong.
+func decodeEntry(values map[string]any) (necro.Event, error) {
+	raw, ok := values["event"].(string)
+	if !ok {
+		names := make([]string, 0, len(values))
+		for k := range values {
+			names = append(names, strconv.Quote(k))
+		}
+		return necro.Event{}, fmt.Errorf(`%w: the entry has no "event" field (fields: %s)`, necro.ErrInvalidEvent, strings.Join(names, ", "))
+	}
+	ev, err := necro.DecodeEvent([]byte(raw))
+	if err != nil {
+		return necro.Event{}, err
+	}
+	meta, _ := values["meta"].(string)
+	if meta == "" {
+		return ev, nil
+	}
+	m, err := necro.DecodeMetadata([]byte(meta))
+	if err != nil {
+		return necro.Event{}, fmt.Errorf("meta: %w", err)
+	}
+	return ev.WithMeta(m)
+}
+
+// decodeDeadLetter reads a dead-letter entry, whoever wrote it.
+func decodeDeadLetter(v map[string]any) backend.DeadLetter {
+	s := func(k string) string { x, _ := v[k].(string); return x }
+	dl := backend.DeadLetter{Organ: s("organ"), Error: s("error"), Reason: s("reason"), Receipt: s("receipt")}
+	if dl.Receipt == "" {
+		dl.Receipt = s("original_id")
+	}
+	dl.Attempts, _ = strconv.Atoi(s("attempts"))
+	dl.At, _ = necro.ParseTimestamp(s("failed_at"))
+	ev, err := decodeEntry(v)
+	if err != nil {
+		dl.Error = strings.TrimSpace(dl.Error + "\nstored event: " + s("event"))
+		return dl
+	}
+	dl.Event = ev
+	return dl
+}
+
+// parseClaimed reads the {{id, fields, deliveries}...} and {ids} parts of a claim or
+// own-pending script's reply.
+func parseClaimed(entries, deletedIDs any) ([]message, []string, error) {
+	list, _ := entries.([]any)
+	msgs := make([]message, 0, len(list))
+	for _, e := range list {
+		t, ok := e.([]any)
+		if !ok || len(t) != 3 {
+			return nil, nil, fmt.Errorf("redis: unexpected claimed entry %v", e)
+		}
+		id, _ := t[0].(string)
+		fields, _ := t[1].([]any)
+		n, _ := t[2].(int64)
+		values := make(map[string]any, len(fields)/2)
+		for j := 0; j+1 < len(fields); j += 2 {
+			k, _ := fields[j].(string)
+			values[k] = fields[j+1]
+		}
+		msgs = append(msgs, message{id: id, values: values, deliveries: max(int(n), 1)})
+	}
+	var deleted []string
+	dl, _ := deletedIDs.([]any)
+	for _, d := range dl {
+		if id, ok := d.(string); ok {
+			deleted = append(deleted, id)
+		}
+	}
+	return msgs, deleted, nil
+}
+
+// A settleResult is settleScript's reply.
+type settleResult struct {
+	applied             int
+	status, detail      string
+	dlqTrimmed, trimmed int64
+	resent              bool // the script ran again after a reply was lost
+}
+
+// err turns a refused operation into the contract's error. applied is the operation's
+// index in the script's batch.
+func (r settleResult) err(b *Backend, applied int) error {
+	switch r.status {
+	case "OK":
+		return nil
+	case "FULL":
+		return fmt.Errorf("%w: the stream holds %s entries (Capacity %d)", backend.ErrQueueFull, r.detail, b.cfg.Capacity)
+	case "GONE":
+		return fmt.Errorf("%w: entry %s is pending to no consumer (acknowledged already, or deleted)", backend.ErrUnknownDelivery, r.detail)
+	case "STOLEN":
+		return fmt.Errorf("%w: consumer %q claimed the entry (this one was idle longer than ClaimAfter)", backend.ErrUnknownDelivery, r.detail)
+	}
+	return fmt.Errorf("redis: settle script answered %q at operation %d", r.status, applied)
+}
+
+// eval runs settleScript once.
+func (b *Backend) eval(ctx context.Context, s *goredis.Script, args []any) (settleResult, error) {
+	raw, err := s.Run(ctx, b.rdb, b.keys, args...).Slice()
+	if b.noGroup(ctx, err) {
+		raw, err = s.Run(ctx, b.rdb, b.keys, args...).Slice()
+	}
+	if err != nil {
+		if isOOM(err) {
+			return settleResult{}, fmt.Errorf("%w: Redis is out of memory: %v", backend.ErrQueueFull, err)
+		}
+		return settleResult{}, err
+	}
+	if len(raw) != 5 {
+		return settleResult{}, fmt.Errorf("redis: settle script answered %v", raw)
+	}
+	var r settleResult
+	n, _ := raw[0].(int64)
+	r.applied = int(n)
+	r.status, _ = raw[1].(string)
+	r.detail, _ = raw[2].(string)
+	r.dlqTrimmed, _ = raw[3].(int64)
+	r.trimmed, _ = raw[4].(int64)
+	return r, nil
+}
+
+// evalRetrying runs settleScript, retrying with backoff while Redis cannot be reached,
+// for up to SettleRetryFor or until Close.
+func (b *Backend) evalRetrying(ctx context.Context, args []any) (settleResult, error) {
+	deadline := time.Now().Add(b.cfg.SettleRetryFor)
+	delay := 10 * time.Millisecond
+	resent := false
+	for {
+		r, err := b.eval(ctx, settleScript, args)
+		if err == nil {
+			r.resent = resent
+			b.counts.trimmed.Add(r.trimmed)
+			return r, nil
+		}
+		if !isNetwork(err) || time.Now().Add(delay).After(deadline) {
+			return r, err
+		}
+		resent = true
+		b.counts.settleRetries.Add(1)
+		b.log.WarnContext(ctx, "settle failed; retrying", slog.Duration("in", delay), slog.Any("err", err))
+		select {
+		case <-time.After(delay):
+		case <-b.closing:
+			return r, fmt.Errorf("%w (while retrying a settle: %v)", backend.ErrClosed, err)
+		case <-ctx.Done():
+			return r, ctx.Err()
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+// isNetwork reports an error of the connection rather than a reply of Redis: the
+// command may or may not have run.
+func isNetwork(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	msg := err.Error()
+	return strings.HasPrefix(msg, "LOADING") || strings.Contains(msg, "connection pool timeout") ||
+		strings.Contains(msg, "use of closed network connection")
+}
+
+func isOOM(err error) bool { return strings.HasPrefix(err.Error(), "OOM") }
+
+// scrub removes the URL's password from an error's text.
+func scrub(err error, url string) error {
+	p := password(url)
+	if p == "" || !strings.Contains(err.Error(), p) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), p, "xxxxx"))
+}

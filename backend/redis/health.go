@@ -1,0 +1,177 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Metrics counts what the store has done since Open.
+type Metrics struct {
+	Enqueued         int64 // events added by Enqueue
+	Pulled           int64 // deliveries handed out
+	Acked            int64 // deliveries acknowledged
+	Nacked           int64 // deliveries nacked (handed out again after NackDelay)
+	Released         int64 // deliveries given back unhandled
+	DeadLettered     int64 // dead-letter entries written, poison and deleted entries included
+	Poison           int64 // entries that could not be decoded, dead-lettered at once
+	PendingRecovered int64 // entries claimed from consumers that stopped
+	DeletedPending   int64 // entries deleted from the stream while pending, dead-lettered
+	Trimmed          int64 // acknowledged entries trimmed from the stream
+	DeadLettersTrim  int64 // dead letters dropped to keep DeadLetterMaxLen, each logged
+	Reconnections    int64 // connections made again after one was lost
+	SettleRetries    int64 // settle scripts sent again after Redis could not be reached
+	ForgotConsumers  int64 // idle consumers without pending entries removed from the group
+}
+
+type counters struct {
+	enqueued, pulled, acked, nacked, released, deadLettered, poison, recovered,
+	deletedPending, trimmed, dlqTrimmed, reconnections, settleRetries, forgot atomic.Int64
+}
+
+// Metrics returns the counters.
+func (b *Backend) Metrics() Metrics {
+	c := &b.counts
+	return Metrics{
+		Enqueued: c.enqueued.Load(), Pulled: c.pulled.Load(), Acked: c.acked.Load(), Nacked: c.nacked.Load(),
+		Released: c.released.Load(), DeadLettered: c.deadLettered.Load(), Poison: c.poison.Load(),
+		PendingRecovered: c.recovered.Load(), DeletedPending: c.deletedPending.Load(), Trimmed: c.trimmed.Load(),
+		DeadLettersTrim: c.dlqTrimmed.Load(), Reconnections: c.reconnections.Load(),
+		SettleRetries: c.settleRetries.Load(), ForgotConsumers: c.forgot.Load(),
+	}
+}
+
+// Health is what [Backend.Health] finds.
+type Health struct {
+	Healthy      bool
+	Latency      time.Duration // of a PING
+	StreamLength int64         // entries in the stream, acknowledged ones not yet trimmed included
+	Pending      int64         // entries the group has handed out and not acknowledged
+	Lag          int64         // entries the group has not read yet; -1 when Redis cannot tell
+	DeadLetters  int64         // entries in the dead-letter stream
+	Delayed      int64         // retries waiting to be due
+	Held         int           // deliveries this process holds
+	Group        string
+	Consumer     string
+	Err          error // why it is not healthy
+}
+
+// Health asks Redis how the stream and the group are doing. A stream that does not
+// exist yet is healthy and empty.
+func (b *Backend) Health(ctx context.Context) Health {
+	h := Health{Group: b.cfg.Group, Consumer: b.cfg.Consumer, Lag: -1}
+	b.mu.Lock()
+	h.Held = len(b.held)
+	b.mu.Unlock()
+	if b.closed.Load() {
+		h.Err = errors.New("redis: the store is closed")
+		return h
+	}
+	start := time.Now()
+	if err := b.rdb.Ping(ctx).Err(); err != nil {
+		h.Err = fmt.Errorf("redis: ping: %w", err)
+		return h
+	}
+	h.Latency = max(time.Since(start), time.Nanosecond)
+	pipe := b.rdb.Pipeline()
+	streamLen := pipe.XLen(ctx, b.cfg.Stream)
+	groups := pipe.XInfoGroups(ctx, b.cfg.Stream)
+	dead := pipe.XLen(ctx, b.cfg.DeadLetterStream)
+	delayed := pipe.ZCard(ctx, b.keys[2])
+	_, _ = pipe.Exec(ctx)
+	for _, c := range []goredis.Cmder{streamLen, dead, delayed} {
+		if err := c.Err(); err != nil {
+			h.Err = fmt.Errorf("redis: %s: %w", c.Name(), err)
+			return h
+		}
+	}
+	h.StreamLength, h.DeadLetters, h.Delayed = streamLen.Val(), dead.Val(), delayed.Val()
+	gs, err := groups.Result()
+	if err != nil && !strings.Contains(err.Error(), "no such key") {
+		h.Err = fmt.Errorf("redis: XINFO GROUPS: %w", err)
+		return h
+	}
+	for _, g := range gs {
+		if g.Name == b.cfg.Group {
+			h.Pending, h.Lag = g.Pending, g.Lag
+		}
+	}
+	h.Healthy = true
+	return h
+}
+
+// checkSettings warns about Redis settings that lose events: eviction and no
+// persistence.
+func (b *Backend) checkSettings(ctx context.Context) {
+	vals, err := b.rdb.ConfigGet(ctx, "*").Result()
+	if err != nil {
+		b.log.WarnContext(ctx, "cannot read the Redis settings (CONFIG GET refused); make sure maxmemory-policy is noeviction and appendonly is yes",
+			slog.Any("err", err))
+		return
+	}
+	if p := vals["maxmemory-policy"]; p != "" && p != "noeviction" {
+		b.log.WarnContext(ctx, "unsafe Redis setting: maxmemory-policy evicts keys, which can delete the stream and lose events; use noeviction",
+			slog.String("maxmemory-policy", p))
+	}
+	if vals["appendonly"] == "no" {
+		b.log.WarnContext(ctx, "unsafe Redis setting: appendonly is no, so a Redis restart loses the events written since the last snapshot; use appendonly yes",
+			slog.String("appendonly", "no"))
+	} else if f := vals["appendfsync"]; f == "no" {
+		b.log.WarnContext(ctx, "unsafe Redis setting: appendfsync no leaves durability to the OS; use always or everysec",
+			slog.String("appendfsync", f))
+	}
+}
+
+// connWatch counts reconnections: a connection dialed after one was lost, or after a
+// dial failed.
+type connWatch struct {
+	b    *Backend
+	lost atomic.Bool
+}
+
+func (w *connWatch) DialHook(next goredis.DialHook) goredis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := next(ctx, network, addr)
+		if err != nil {
+			if !w.lost.Swap(true) {
+				w.b.log.WarnContext(ctx, "cannot reach Redis", slog.Any("err", scrub(err, w.b.cfg.URL)))
+			}
+			return nil, err
+		}
+		if w.lost.Swap(false) {
+			w.b.counts.reconnections.Add(1)
+			w.b.log.InfoContext(ctx, "reconnected to Redis")
+		}
+		return c, nil
+	}
+}
+
+func (w *connWatch) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		err := next(ctx, cmd)
+		w.saw(err)
+		return err
+	}
+}
+
+func (w *connWatch) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		err := next(ctx, cmds)
+		w.saw(err)
+		return err
+	}
+}
+
+// saw marks the connection lost after a network error.
+func (w *connWatch) saw(err error) {
+	if isNetwork(err) && !w.b.closed.Load() {
+		w.lost.Store(true)
+	}
+}

@@ -1,0 +1,749 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/necrostack/necro"
+	"github.com/necrostack/necro/backend"
+)
+
+var (
+	_ backend.Backend          = (*Backend)(nil)
+	_ backend.DeadLetterReader = (*Backend)(nil)
+)
+
+// Backend is the Redis Streams store. Create it with [Open]; all methods are safe for
+// concurrent use. Beside [backend.Backend] it implements [backend.DeadLetterReader].
+type Backend struct {
+	cfg    Config
+	rdb    *goredis.Client
+	log    *slog.Logger
+	keys   []string // stream, dead-letter stream, delayed set
+	counts counters
+	conn   *connWatch
+
+	closed   atomic.Bool
+	closing  chan struct{}
+	inflight sync.RWMutex // read-held by calls that use the client; Close waits for them
+	bgStop   context.CancelFunc
+	bgCtx    context.Context
+	bg       sync.WaitGroup
+	wake     chan struct{} // tells the maintenance loop that a retry was scheduled
+
+	mu       sync.Mutex
+	held     map[string]*holding // the deliveries this process holds, by entry id
+	released []*holding          // given back: first in line, front first
+	nacked   []*holding          // waiting for their NackDelay, in due order
+	cursor   string              // where the next XAUTOCLAIM scan starts
+	claimAt  time.Time           // when the next XAUTOCLAIM scan is due
+	groupOK  atomic.Bool         // the group is known to exist
+}
+
+// A holding is one entry this process holds: handed out, or waiting to be handed out
+// again after a Release or a Nack.
+type holding struct {
+	id         string
+	ev         necro.Event
+	deliveries int
+	state      holdState
+	due        time.Time // when a nacked entry is due
+}
+
+type holdState int
+
+const (
+	stateOut      holdState = iota // handed out, not settled
+	stateSettling                  // a Settle is applying it
+	stateReleased                  // given back, first in line
+	stateNacked                    // waiting for its NackDelay
+)
+
+// Open connects to Redis, creates the consumer group when it is missing, checks the
+// server's settings (logging a warning about unsafe ones) and returns the store. A
+// connection or authentication failure is returned with the URL's password masked.
+func Open(ctx context.Context, cfg Config) (*Backend, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	opt, err := cfg.options()
+	if err != nil {
+		return nil, err
+	}
+	// Retries are ours to decide: a script whose reply was lost must not run twice
+	// unnoticed, and a Pull must not lose the entries of a read whose reply was lost.
+	opt.MaxRetries = -1
+	b := &Backend{
+		cfg:     cfg,
+		log:     cfg.Logger.With(slog.String("stream", cfg.Stream), slog.String("group", cfg.Group), slog.String("consumer", cfg.Consumer)),
+		keys:    []string{cfg.Stream, cfg.DeadLetterStream, cfg.Stream + ":delayed"},
+		closing: make(chan struct{}),
+		wake:    make(chan struct{}, 1),
+		held:    make(map[string]*holding),
+		cursor:  "0-0",
+	}
+	b.conn = &connWatch{b: b}
+	opt.OnConnect = nil
+	b.rdb = goredis.NewClient(opt)
+	b.rdb.AddHook(b.conn)
+	if err := b.rdb.Ping(ctx).Err(); err != nil {
+		_ = b.rdb.Close()
+		return nil, fmt.Errorf("redis: connect to %s: %w", MaskURL(cfg.URL), scrub(err, cfg.URL))
+	}
+	if err := b.ensureGroup(ctx); err != nil {
+		_ = b.rdb.Close()
+		return nil, err
+	}
+	if err := b.takeBackOwn(ctx); err != nil {
+		_ = b.rdb.Close()
+		return nil, err
+	}
+	b.checkSettings(ctx)
+	b.bgCtx, b.bgStop = context.WithCancel(context.Background())
+	b.bg.Go(b.maintain)
+	return b, nil
+}
+
+// enter starts a call that uses the client: false once the store is closed. A true
+// answer must be followed by b.inflight.RUnlock.
+func (b *Backend) enter() bool {
+	b.inflight.RLock()
+	if b.closed.Load() {
+		b.inflight.RUnlock()
+		return false
+	}
+	return true
+}
+
+// Config returns the configuration in use, defaults filled in.
+func (b *Backend) Config() Config { return b.cfg }
+
+// ensureGroup creates the consumer group from id 0, and the stream with it.
+func (b *Backend) ensureGroup(ctx context.Context) error {
+	err := b.rdb.XGroupCreateMkStream(ctx, b.cfg.Stream, b.cfg.Group, "0").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("redis: create consumer group %q on %q: %w", b.cfg.Group, b.cfg.Stream, err)
+	}
+	b.groupOK.Store(true)
+	return nil
+}
+
+// noGroup reports an error that says the group (or the stream) is missing, as after a
+// Redis restart that lost its data; the group is then created again.
+func (b *Backend) noGroup(ctx context.Context, err error) bool {
+	if err == nil || !strings.Contains(err.Error(), "NOGROUP") {
+		return false
+	}
+	b.groupOK.Store(false)
+	b.log.WarnContext(ctx, "the consumer group is missing (did Redis lose its data?); creating it again")
+	return b.ensureGroup(ctx) == nil
+}
+
+// Enqueue adds the events at the tail of the stream, all or none.
+func (b *Backend) Enqueue(ctx context.Context, events ...necro.Event) error {
+	if !b.enter() {
+		return backend.ErrClosed
+	}
+	defer b.inflight.RUnlock()
+	if len(events) == 0 {
+		return nil
+	}
+	var a argv
+	a.start(b.cfg, b.cfg.Capacity)
+	a.op("", false, events, nil, nil, "")
+	res, err := b.eval(ctx, settleScript, a.args)
+	if err == nil {
+		err = res.err(b, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("redis: enqueue %d events: %w", len(events), err)
+	}
+	b.counts.enqueued.Add(int64(len(events)))
+	return nil
+}
+
+// Pull hands out up to max deliveries: first those given back, then nacked ones that
+// are due, then entries claimed from stopped consumers, then new entries.
+func (b *Backend) Pull(ctx context.Context, max int) ([]backend.Delivery, error) {
+	if max < 1 {
+		max = 1
+	}
+	// Redis calls run to completion; ctx only decides how long to wait. A canceled
+	// call would leave a read half done and lose its entries to ClaimAfter.
+	rctx := context.WithoutCancel(ctx)
+	var netErrs int
+	for {
+		if !b.enter() {
+			return nil, backend.ErrClosed
+		}
+		now := time.Now()
+		out := b.takeLocal(max, now)
+		if len(out) < max {
+			block := time.Duration(-1)
+			if len(out) == 0 && ctx.Err() == nil {
+				block = b.blockFor(ctx, now)
+			}
+			more, err := b.read(rctx, max-len(out), block)
+			out = append(out, more...)
+			b.inflight.RUnlock()
+			if err != nil {
+				netErrs++
+				if len(out) == 0 && isNetwork(err) && netErrs < 3 {
+					continue // a dead pooled connection; the next try dials a new one
+				}
+				if len(out) == 0 {
+					return nil, fmt.Errorf("redis: pull: %w", err)
+				}
+			}
+		} else {
+			b.inflight.RUnlock()
+		}
+		if len(out) > 0 {
+			b.counts.pulled.Add(int64(len(out)))
+			return out, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// blockFor is how long the next XREADGROUP may wait: within ctx's deadline, until the
+// next nacked entry or claim scan is due, and at most Block.
+func (b *Backend) blockFor(ctx context.Context, now time.Time) time.Duration {
+	block := b.cfg.Block
+	if dl, ok := ctx.Deadline(); ok {
+		block = min(block, dl.Sub(now))
+	}
+	b.mu.Lock()
+	if len(b.nacked) > 0 {
+		block = min(block, b.nacked[0].due.Sub(now))
+	}
+	block = min(block, b.claimAt.Sub(now))
+	b.mu.Unlock()
+	return max(block, time.Millisecond)
+}
+
+// takeLocal hands out up to max of the held entries that are waiting: released ones
+// first, then nacked ones that are due.
+func (b *Backend) takeLocal(max int, now time.Time) []backend.Delivery {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.released) == 0 && (len(b.nacked) == 0 || b.nacked[0].due.After(now)) {
+		return nil
+	}
+	var out []backend.Delivery
+	for len(out) < max && len(b.released) > 0 {
+		out = append(out, b.handOut(b.released[0]))
+		b.released[0] = nil
+		b.released = b.released[1:]
+	}
+	for len(out) < max && len(b.nacked) > 0 && !b.nacked[0].due.After(now) {
+		out = append(out, b.handOut(b.nacked[0]))
+		b.nacked[0] = nil
+		b.nacked = b.nacked[1:]
+	}
+	return out
+}
+
+// handOut makes a waiting holding a new delivery. b.mu is held.
+func (b *Backend) handOut(h *holding) backend.Delivery {
+	h.deliveries++
+	h.state = stateOut
+	return backend.Delivery{Event: h.ev, Receipt: receipt(h.id, h.deliveries), Deliveries: h.deliveries}
+}
+
+// read fetches up to n entries from Redis: claimed ones when a scan is due, else new
+// ones, waiting up to block (negative: not at all).
+func (b *Backend) read(ctx context.Context, n int, block time.Duration) ([]backend.Delivery, error) {
+	var msgs []message
+	var err error
+	b.mu.Lock()
+	claim := !time.Now().Before(b.claimAt)
+	b.mu.Unlock()
+	if claim {
+		msgs, err = b.claim(ctx, n)
+	}
+	if err != nil || len(msgs) > 0 {
+		return b.accept(ctx, msgs), err
+	}
+	args := &goredis.XReadGroupArgs{Group: b.cfg.Group, Consumer: b.cfg.Consumer,
+		Streams: []string{b.cfg.Stream, ">"}, Count: int64(n), Block: block}
+	streams, err := b.rdb.XReadGroup(ctx, args).Result()
+	if b.noGroup(ctx, err) {
+		streams, err = b.rdb.XReadGroup(ctx, args).Result()
+	}
+	if errors.Is(err, goredis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range streams {
+		for _, m := range s.Messages {
+			msgs = append(msgs, message{id: m.ID, values: m.Values, deliveries: 1})
+		}
+	}
+	return b.accept(ctx, msgs), nil
+}
+
+// A message is one stream entry read from Redis.
+type message struct {
+	id         string
+	values     map[string]any
+	deliveries int
+}
+
+// takeBackOwn re-reads the entries pending to this consumer, left by an earlier process
+// with the same consumer name, and holds them first in line, oldest first.
+func (b *Backend) takeBackOwn(ctx context.Context) error {
+	after := "0"
+	for {
+		raw, err := ownScript.Run(ctx, b.rdb, b.keys[:2], b.cfg.Group, b.cfg.Consumer, after, 1000, nowText()).Slice()
+		if err != nil {
+			return fmt.Errorf("redis: re-read own pending entries: %w", err)
+		}
+		msgs, deleted, err := parseClaimed(raw[0], raw[1])
+		if err != nil {
+			return err
+		}
+		b.lostWhilePending(ctx, deleted)
+		for _, d := range b.accept(ctx, msgs) {
+			b.mu.Lock()
+			h := b.held[entryID(d.Receipt)]
+			h.state = stateReleased
+			h.deliveries-- // handOut counts the delivery again
+			b.released = append(b.released, h)
+			b.mu.Unlock()
+		}
+		if len(msgs) > 0 {
+			b.log.InfoContext(ctx, "took back own pending entries", slog.Int("entries", len(msgs)))
+		}
+		if len(msgs)+len(deleted) < 1000 {
+			return nil
+		}
+		for _, id := range deleted {
+			if idLess(after, id) {
+				after = id
+			}
+		}
+		if len(msgs) > 0 && idLess(after, msgs[len(msgs)-1].id) {
+			after = msgs[len(msgs)-1].id
+		}
+	}
+}
+
+// claim scans the group's pending entries once step further and takes over those idle
+// longer than ClaimAfter.
+func (b *Backend) claim(ctx context.Context, n int) ([]message, error) {
+	b.mu.Lock()
+	cursor := b.cursor
+	b.mu.Unlock()
+	run := func() ([]any, error) {
+		return claimScript.Run(ctx, b.rdb, b.keys[:2], b.cfg.Group, b.cfg.Consumer,
+			b.cfg.ClaimAfter.Milliseconds(), cursor, n, nowText()).Slice()
+	}
+	raw, err := run()
+	if b.noGroup(ctx, err) {
+		raw, err = run()
+	}
+	if err != nil {
+		return nil, err
+	}
+	next, _ := raw[0].(string)
+	msgs, deleted, err := parseClaimed(raw[1], raw[2])
+	if err != nil {
+		return nil, err
+	}
+	b.lostWhilePending(ctx, deleted)
+	b.mu.Lock()
+	b.cursor = next
+	if next == "0-0" || next == "" {
+		b.cursor = "0-0"
+		b.claimAt = time.Now().Add(b.claimEvery())
+	}
+	b.mu.Unlock()
+	if len(msgs) > 0 {
+		b.counts.recovered.Add(int64(len(msgs)))
+		b.log.InfoContext(ctx, "claimed the pending entries of a stopped consumer", slog.Int("entries", len(msgs)))
+	}
+	return msgs, nil
+}
+
+// claimEvery is how often the pending entries are scanned for ones to claim.
+func (b *Backend) claimEvery() time.Duration {
+	return min(max(b.cfg.ClaimAfter/4, 10*time.Millisecond), 5*time.Second)
+}
+
+// lostWhilePending accounts for entries deleted from the stream while pending; the
+// script has dead-lettered them with the reason.
+func (b *Backend) lostWhilePending(ctx context.Context, ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	b.counts.deletedPending.Add(int64(len(ids)))
+	b.counts.deadLettered.Add(int64(len(ids)))
+	b.log.ErrorContext(ctx, "entries were deleted from the stream while pending; dead-lettered without their event",
+		slog.Any("ids", ids))
+}
+
+// accept decodes the messages read and holds the valid ones. Poison entries, and
+// entries delivered more than MaxDeliveries times, go to the dead-letter stream at once.
+func (b *Backend) accept(ctx context.Context, msgs []message) []backend.Delivery {
+	if len(msgs) == 0 {
+		return nil
+	}
+	out := make([]backend.Delivery, 0, len(msgs))
+	var poison []poisoned
+	hs := make([]holding, len(msgs))
+	b.mu.Lock()
+	for i, m := range msgs {
+		ev, err := decodeEntry(m.values)
+		switch {
+		case err != nil:
+			poison = append(poison, poisoned{m, "poison entry: " + err.Error(), err.Error()})
+			continue
+		case b.cfg.MaxDeliveries > 0 && m.deliveries > b.cfg.MaxDeliveries:
+			poison = append(poison, poisoned{m, fmt.Sprintf("delivered %d times without being settled", m.deliveries), ""})
+			continue
+		}
+		if b.held[m.id] != nil {
+			// Held here already, as an entry of ours claimed back after a refresh failed:
+			// its delivery goes on; handing it out twice would duplicate the work.
+			continue
+		}
+		h := &hs[i]
+		*h = holding{id: m.id, ev: ev, deliveries: m.deliveries}
+		b.held[m.id] = h
+		out = append(out, backend.Delivery{Event: ev, Receipt: receipt(m.id, m.deliveries), Deliveries: m.deliveries})
+	}
+	b.mu.Unlock()
+	if len(poison) > 0 {
+		b.deadLetterPoison(ctx, poison)
+	}
+	return out
+}
+
+// drop forgets a holding wherever it waits. b.mu is held.
+func (b *Backend) drop(h *holding) {
+	delete(b.held, h.id)
+	remove := func(list []*holding) []*holding {
+		for i, x := range list {
+			if x == h {
+				return append(list[:i], list[i+1:]...)
+			}
+		}
+		return list
+	}
+	b.released = remove(b.released)
+	b.nacked = remove(b.nacked)
+}
+
+type poisoned struct {
+	m      message
+	reason string
+	err    string
+}
+
+// deadLetterPoison moves undecodable entries to the dead-letter stream and acks them,
+// atomically. When that fails they stay pending and come back through a claim scan.
+func (b *Backend) deadLetterPoison(ctx context.Context, ps []poisoned) {
+	var a argv
+	a.start(b.cfg, 0)
+	at := nowText()
+	for _, p := range ps {
+		raw, _ := p.m.values["event"].(string)
+		if _, ok := p.m.values["event"]; !ok {
+			raw = "{}"
+		}
+		meta, _ := p.m.values["meta"].(string)
+		a.rawOp(p.m.id, true, deadFields{original: p.m.id, event: raw, reason: p.reason, at: at,
+			err: p.err, meta: meta, receipt: receipt(p.m.id, p.m.deliveries)})
+		b.log.ErrorContext(ctx, "poison entry dead-lettered", slog.String("entry", p.m.id), slog.String("reason", p.reason))
+	}
+	res, err := b.eval(ctx, settleScript, a.args)
+	if err == nil {
+		err = res.err(b, len(ps))
+	}
+	if err != nil {
+		b.log.ErrorContext(ctx, "dead-lettering poison entries failed; they stay pending and are claimed again later",
+			slog.Int("entries", len(ps)), slog.Any("err", err))
+		return
+	}
+	b.counts.poison.Add(int64(len(ps)))
+	b.counts.deadLettered.Add(int64(len(ps)))
+	b.counts.dlqTrimmed.Add(res.dlqTrimmed)
+}
+
+// Settle ends deliveries in order. Acks and settlements that add children, retries or
+// dead letters run as one Lua script per batch; a Nack or Release that adds nothing is
+// settled in this process alone: the entry stays pending to this consumer and is handed
+// out again from here.
+func (b *Backend) Settle(ctx context.Context, batch ...backend.Settlement) error {
+	if !b.enter() {
+		return backend.ErrClosed
+	}
+	defer b.inflight.RUnlock()
+	applied := 0
+	for applied < len(batch) {
+		hs, err := b.claimHoldings(batch[applied:])
+		if len(hs) == 0 {
+			return &backend.SettleError{Applied: applied, Err: err}
+		}
+		run := batch[applied : applied+len(hs)]
+		if needsRedis(run[0]) {
+			n := 1
+			for n < len(run) && needsRedis(run[n]) && n < maxOpsPerScript {
+				n++
+			}
+			b.unclaim(hs[n:])
+			done, serr := b.settleRemote(ctx, run[:n], hs[:n])
+			b.settledLocal(run[:done], hs[:done])
+			b.unclaim(hs[done:n])
+			applied += done
+			if serr != nil {
+				return &backend.SettleError{Applied: applied, Err: serr}
+			}
+			continue
+		}
+		b.unclaim(hs[1:])
+		b.settledLocal(run[:1], hs[:1])
+		applied++
+	}
+	return nil
+}
+
+// maxOpsPerScript bounds the settlements one script applies, so that no script holds
+// Redis for long.
+const maxOpsPerScript = 256
+
+// needsRedis reports whether a settlement changes anything in Redis.
+func needsRedis(st backend.Settlement) bool {
+	return st.Outcome == backend.Ack || len(st.Children) > 0 || len(st.Retries) > 0 || len(st.DeadLetters) > 0
+}
+
+// claimHoldings marks the holdings of the batch's leading settlements as being settled,
+// up to the first whose delivery is unknown, and returns them. With none it returns the
+// error that describes the first.
+func (b *Backend) claimHoldings(batch []backend.Settlement) ([]*holding, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var hs []*holding
+	for _, st := range batch {
+		id, n, ok := parseReceipt(st.Delivery.Receipt)
+		h := b.held[id]
+		if !ok || h == nil || h.state != stateOut || h.deliveries != n {
+			if len(hs) == 0 {
+				return nil, fmt.Errorf("%w: receipt %q (event %s) is not held by this consumer",
+					backend.ErrUnknownDelivery, st.Delivery.Receipt, st.Delivery.Event.ID())
+			}
+			break
+		}
+		h.state = stateSettling
+		hs = append(hs, h)
+	}
+	return hs, nil
+}
+
+// unclaim hands back holdings that were marked but not settled.
+func (b *Backend) unclaim(hs []*holding) {
+	if len(hs) == 0 {
+		return
+	}
+	b.mu.Lock()
+	for _, h := range hs {
+		if h.state == stateSettling {
+			h.state = stateOut
+		}
+	}
+	b.mu.Unlock()
+}
+
+// settledLocal applies the local part of settlements Redis has applied.
+func (b *Backend) settledLocal(batch []backend.Settlement, hs []*holding) {
+	if len(batch) == 0 {
+		return
+	}
+	var acked, nacked, released int64
+	b.mu.Lock()
+	for i, st := range batch {
+		h := hs[i]
+		switch st.Outcome {
+		case backend.Ack:
+			delete(b.held, h.id)
+			acked++
+		case backend.Nack:
+			if len(st.Targets) > 0 {
+				h.ev = h.ev.Retry(h.ev.Attempt(), st.Targets...)
+			}
+			h.state, h.due = stateNacked, time.Now().Add(b.cfg.NackDelay)
+			b.nacked = append(b.nacked, h)
+			nacked++
+		default:
+			h.state = stateReleased
+			b.released = append([]*holding{h}, b.released...)
+			released++
+		}
+	}
+	b.mu.Unlock()
+	b.counts.acked.Add(acked)
+	b.counts.nacked.Add(nacked)
+	b.counts.released.Add(released)
+}
+
+// settleRemote runs the settle script for the batch, retrying while Redis cannot be
+// reached, for up to SettleRetryFor. It returns how many settlements were applied.
+func (b *Backend) settleRemote(ctx context.Context, batch []backend.Settlement, hs []*holding) (int, error) {
+	var a argv
+	a.start(b.cfg, 2*b.cfg.Capacity)
+	dead := 0
+	delayed := false
+	for i, st := range batch {
+		var due []necro.Event
+		var later []backend.Retry
+		for _, r := range st.Retries {
+			if r.At.IsZero() || !r.At.After(time.Now()) {
+				due = append(due, r.Event)
+			} else {
+				later = append(later, r)
+				delayed = true
+			}
+		}
+		a.op(hs[i].id, st.Outcome == backend.Ack, append(st.Children[:len(st.Children):len(st.Children)], due...), later,
+			st.DeadLetters, st.Delivery.Receipt)
+		dead += len(st.DeadLetters)
+	}
+	res, err := b.evalRetrying(ctx, a.args)
+	if err != nil {
+		return 0, err
+	}
+	if res.applied == len(batch) || (res.resent && res.applied == 0 && res.status == "GONE") {
+		// All applied; or a retry found the first entry acknowledged already: the
+		// attempt whose reply was lost applied the whole batch, atomically.
+		b.counts.deadLettered.Add(int64(dead))
+		b.counts.dlqTrimmed.Add(res.dlqTrimmed)
+		if delayed {
+			b.nudge()
+		}
+		return len(batch), nil
+	}
+	for _, st := range batch[:res.applied] {
+		b.counts.deadLettered.Add(int64(len(st.DeadLetters)))
+	}
+	if res.status == "GONE" || res.status == "STOLEN" {
+		// The entry is not ours any more: forget it.
+		b.mu.Lock()
+		b.drop(hs[res.applied])
+		b.mu.Unlock()
+	}
+	return res.applied, res.err(b, res.applied)
+}
+
+// nudge tells the maintenance loop that a retry was scheduled.
+func (b *Backend) nudge() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops the store. Deliveries still held stay pending in Redis and are claimed by
+// another consumer after ClaimAfter; a consumer that holds nothing leaves the group.
+func (b *Backend) Close() error {
+	if b.closed.Swap(true) {
+		return backend.ErrClosed
+	}
+	close(b.closing)
+	b.bgStop()
+	b.bg.Wait()
+	b.inflight.Lock() // wait for the calls under way; later ones see closed
+	b.inflight.Unlock()
+	b.mu.Lock()
+	held := len(b.held)
+	b.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if held > 0 {
+		b.log.InfoContext(ctx, "closing with deliveries held; they stay pending and are claimed after ClaimAfter",
+			slog.Int("held", held))
+	} else if left, err := leaveScript.Run(ctx, b.rdb, b.keys[:1], b.cfg.Group, b.cfg.Consumer).Int(); err == nil && left == 1 {
+		b.log.DebugContext(ctx, "left the consumer group")
+	}
+	return b.rdb.Close()
+}
+
+// DeadLetters lists up to max dead letters (all when max ≤ 0), oldest first. An entry
+// whose event cannot be decoded, as a poison entry's, is listed with a zero Event and
+// its stored text in Error.
+func (b *Backend) DeadLetters(ctx context.Context, max int) ([]backend.DeadLetter, error) {
+	if !b.enter() {
+		return nil, backend.ErrClosed
+	}
+	defer b.inflight.RUnlock()
+	var msgs []goredis.XMessage
+	var err error
+	if max > 0 {
+		msgs, err = b.rdb.XRangeN(ctx, b.cfg.DeadLetterStream, "-", "+", int64(max)).Result()
+	} else {
+		msgs, err = b.rdb.XRange(ctx, b.cfg.DeadLetterStream, "-", "+").Result()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redis: read dead letters: %w", err)
+	}
+	out := make([]backend.DeadLetter, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, decodeDeadLetter(m.Values))
+	}
+	return out, nil
+}
+
+// receipt is a delivery's receipt: the entry id and the delivery's number, so that a
+// redelivery of the same entry never reuses a receipt.
+func receipt(id string, deliveries int) string {
+	return id + "#" + strconv.Itoa(deliveries)
+}
+
+// parseReceipt splits a receipt made by receipt.
+func parseReceipt(r string) (id string, deliveries int, ok bool) {
+	id, n, found := strings.Cut(r, "#")
+	if !found {
+		return "", 0, false
+	}
+	deliveries, err := strconv.Atoi(n)
+	return id, deliveries, err == nil && deliveries > 0
+}
+
+// entryID returns the stream entry id of a receipt, or the text itself when it is not
+// a receipt of this store.
+func entryID(r string) string {
+	if id, _, ok := parseReceipt(r); ok {
+		return id
+	}
+	return r
+}
+
+// idLess orders stream entry ids ("ms-seq"); "0" is the lowest.
+func idLess(a, b string) bool {
+	am, as := splitID(a)
+	bm, bs := splitID(b)
+	return am < bm || am == bm && as < bs
+}
+
+func splitID(id string) (ms, seq uint64) {
+	m, q, _ := strings.Cut(id, "-")
+	ms, _ = strconv.ParseUint(m, 10, 64)
+	seq, _ = strconv.ParseUint(q, 10, 64)
+	return ms, seq
+}
+
+func nowText() string { return time.Now().UTC().Format(necro.TimestampLayout) }

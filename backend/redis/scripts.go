@@ -1,0 +1,224 @@
+package redis
+
+import goredis "github.com/redis/go-redis/v9"
+
+// The Lua scripts run atomically inside Redis. Each is loaded once per connection
+// (EVALSHA, falling back to EVAL when Redis has forgotten it after a restart).
+//
+// Shared pieces: idlt compares two stream ids; trim removes the entries every group
+// has acknowledged, never one that some group still needs.
+const luaShared = `
+local function idparts(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function idlt(a, b)
+  local am, as = idparts(a)
+  local bm, bs = idparts(b)
+  return am < bm or (am == bm and as < bs)
+end
+-- The lowest id some group has not acknowledged: for each group its oldest pending
+-- entry, or the entry after the last one it read. nil when no group reads the stream.
+local function needed(stream)
+  local low
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local f = {}
+    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+    local cand
+    if tonumber(f['pending']) > 0 then
+      cand = redis.call('XPENDING', stream, f['name'])[2]
+    else
+      local ms, seq = idparts(f['last-delivered-id'])
+      cand = string.format('%.0f-%.0f', ms, seq + 1)
+    end
+    if low == nil or idlt(cand, low) then low = cand end
+  end
+  return low
+end
+local function trim(stream)
+  if redis.call('EXISTS', stream) == 0 then return 0 end
+  local low = needed(stream)
+  if low == nil then return 0 end
+  return redis.call('XTRIM', stream, 'MINID', low)
+end
+`
+
+// settleScript applies a batch of operations in order and stops at the first that
+// cannot be applied. KEYS: stream, dead-letter stream, delayed set. ARGV: group,
+// consumer, capacity (0: none), dead-letter bound (0: none), then per operation:
+//
+//	id ack nEntries (event meta)*n nDelayed (score member)*d nDead (9 fields)*k
+//
+// id is the stream entry settled ("" when the operation only adds, as Enqueue does);
+// ack is "1" to acknowledge it. The nine dead-letter fields are original_id, event,
+// reason, failed_at, organ, attempts, error, meta, receipt. It returns {applied, status,
+// detail, dead letters trimmed, entries trimmed}; status is OK, FULL (no room), GONE
+// (the entry is pending nowhere) or STOLEN (another consumer holds it; detail names it).
+var settleScript = goredis.NewScript(luaShared + `
+local stream, dlq, delayed = KEYS[1], KEYS[2], KEYS[3]
+local group, consumer = ARGV[1], ARGV[2]
+local cap, dlqmax = tonumber(ARGV[3]), tonumber(ARGV[4])
+local i, applied, dlqtrimmed, trimmed, tried = 5, 0, 0, 0, false
+while i <= #ARGV do
+  local id, ack = ARGV[i], ARGV[i + 1] == '1'
+  local n = tonumber(ARGV[i + 2])
+  local e0 = i + 3
+  local d = tonumber(ARGV[e0 + 2 * n])
+  local d0 = e0 + 2 * n + 1
+  local k = tonumber(ARGV[d0 + 2 * d])
+  local k0 = d0 + 2 * d + 1
+  if id ~= '' then
+    local p = redis.call('XPENDING', stream, group, id, id, 1)
+    if #p == 0 then return {applied, 'GONE', id, dlqtrimmed, trimmed} end
+    if p[1][2] ~= consumer then return {applied, 'STOLEN', p[1][2], dlqtrimmed, trimmed} end
+  end
+  if cap > 0 and n + d > 0 then
+    local size = redis.call('XLEN', stream) + redis.call('ZCARD', delayed)
+    if size + n + d > cap and not tried then
+      tried = true
+      trimmed = trimmed + trim(stream)
+      size = redis.call('XLEN', stream) + redis.call('ZCARD', delayed)
+    end
+    if size + n + d > cap then return {applied, 'FULL', tostring(size), dlqtrimmed, trimmed} end
+  end
+  for j = 0, n - 1 do
+    redis.call('XADD', stream, '*', 'event', ARGV[e0 + 2 * j], 'meta', ARGV[e0 + 2 * j + 1])
+  end
+  for j = 0, d - 1 do
+    redis.call('ZADD', delayed, ARGV[d0 + 2 * j], ARGV[d0 + 2 * j + 1])
+  end
+  for j = 0, k - 1 do
+    local f = k0 + 9 * j
+    redis.call('XADD', dlq, '*', 'original_id', ARGV[f], 'event', ARGV[f + 1], 'reason', ARGV[f + 2],
+      'failed_at', ARGV[f + 3], 'organ', ARGV[f + 4], 'attempts', ARGV[f + 5], 'error', ARGV[f + 6],
+      'meta', ARGV[f + 7], 'receipt', ARGV[f + 8])
+  end
+  if k > 0 and dlqmax > 0 then
+    dlqtrimmed = dlqtrimmed + redis.call('XTRIM', dlq, 'MAXLEN', dlqmax)
+  end
+  if ack then redis.call('XACK', stream, group, id) end
+  applied = applied + 1
+  i = k0 + 9 * k
+end
+return {applied, 'OK', '', dlqtrimmed, trimmed}
+`)
+
+// claimScript takes over entries of consumers that stopped. KEYS: stream, dead-letter
+// stream. ARGV: group, consumer, min idle ms, cursor, count, failed_at. Entries deleted
+// while pending are dead-lettered here, with the reason, so none vanishes silently. It
+// returns {next cursor, {{id, fields, deliveries}...}, {deleted ids}}.
+var claimScript = goredis.NewScript(`
+local stream, dlq = KEYS[1], KEYS[2]
+local r = redis.call('XAUTOCLAIM', stream, ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
+local out, deleted = {}, r[3] or {}
+for _, m in ipairs(r[2]) do
+  if m[2] then
+    local p = redis.call('XPENDING', stream, ARGV[1], m[1], m[1], 1)
+    local n = 1
+    if p[1] then n = p[1][4] end
+    table.insert(out, {m[1], m[2], n})
+  else
+    redis.call('XACK', stream, ARGV[1], m[1])
+    table.insert(deleted, m[1])
+  end
+end
+for _, id in ipairs(deleted) do
+  redis.call('XADD', dlq, '*', 'original_id', id, 'event', '{}', 'reason', 'entry deleted from the stream while pending',
+    'failed_at', ARGV[6])
+end
+return {r[1], out, deleted}
+`)
+
+// ownScript re-reads this consumer's own pending entries after id ARGV[3], as a worker
+// with a stable name does when it starts again. KEYS: stream, dead-letter stream. ARGV:
+// group, consumer, after id, count, failed_at. It returns {{id, fields, deliveries}...},
+// {deleted ids}}, dead-lettering entries deleted while pending as claimScript does.
+var ownScript = goredis.NewScript(`
+local stream, dlq = KEYS[1], KEYS[2]
+local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[4], 'STREAMS', stream, ARGV[3])
+local out, deleted = {}, {}
+if r and r[1] then
+  for _, m in ipairs(r[1][2]) do
+    if m[2] then
+      local p = redis.call('XPENDING', stream, ARGV[1], m[1], m[1], 1)
+      local n = 1
+      if p[1] then n = p[1][4] end
+      table.insert(out, {m[1], m[2], n})
+    else
+      redis.call('XACK', stream, ARGV[1], m[1])
+      redis.call('XADD', dlq, '*', 'original_id', m[1], 'event', '{}',
+        'reason', 'entry deleted from the stream while pending', 'failed_at', ARGV[5])
+      table.insert(deleted, m[1])
+    end
+  end
+end
+return {out, deleted}
+`)
+
+// refreshScript resets the idle time of the entries this consumer holds and still owns,
+// so that no other consumer claims slow but live work. It never takes an entry back from
+// another consumer, and it does not count as a delivery (JUSTID). KEYS: stream. ARGV:
+// group, consumer, min idle ms, then the ids held. It returns how many it refreshed.
+var refreshScript = goredis.NewScript(`
+local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+local held = {}
+for j = 4, #ARGV do held[ARGV[j]] = true end
+local ids = {}
+for _, e in ipairs(redis.call('XPENDING', stream, group, 'IDLE', ARGV[3], '-', '+', 100000, consumer)) do
+  if held[e[1]] then table.insert(ids, e[1]) end
+end
+for s = 1, #ids, 1000 do
+  local args = {'XCLAIM', stream, group, consumer, 0}
+  for j = s, math.min(s + 999, #ids) do table.insert(args, ids[j]) end
+  table.insert(args, 'JUSTID')
+  redis.call(unpack(args))
+end
+return #ids
+`)
+
+// moveScript moves the retries that are due from the delayed set to the stream. KEYS:
+// delayed set, stream. ARGV: now (ms), limit. A member is token NUL event NUL meta.
+// It returns {moved, score of the next one or false}.
+var moveScript = goredis.NewScript(`
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, m in ipairs(due) do
+  local a = string.find(m, '\0', 1, true)
+  local b = string.find(m, '\0', a + 1, true)
+  redis.call('XADD', KEYS[2], '*', 'event', string.sub(m, a + 1, b - 1), 'meta', string.sub(m, b + 1))
+  redis.call('ZREM', KEYS[1], m)
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {#due, nxt[2] or false}
+`)
+
+// tidyScript trims the acknowledged entries (when ARGV[4] is "1") and removes the
+// consumers of the group that have been idle longer than ARGV[3] ms (when positive)
+// and hold nothing, never this one. KEYS: stream. ARGV: group, consumer, idle ms, trim.
+// It returns {entries trimmed, {consumers removed}}.
+var tidyScript = goredis.NewScript(luaShared + `
+local stream, group, self = KEYS[1], ARGV[1], ARGV[2]
+local idle = tonumber(ARGV[3])
+local trimmed = 0
+if ARGV[4] == '1' then trimmed = trim(stream) end
+local gone = {}
+if idle > 0 and redis.call('EXISTS', stream) == 1 then
+  for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', stream, group)) do
+    local f = {}
+    for j = 1, #c, 2 do f[c[j]] = c[j + 1] end
+    if f['name'] ~= self and tonumber(f['pending']) == 0 and tonumber(f['idle']) > idle then
+      redis.call('XGROUP', 'DELCONSUMER', stream, group, f['name'])
+      table.insert(gone, f['name'])
+    end
+  end
+end
+return {trimmed, gone}
+`)
+
+// leaveScript removes this consumer from the group when it holds nothing. KEYS:
+// stream. ARGV: group, consumer. It returns 1 when removed, 0 when entries are pending.
+var leaveScript = goredis.NewScript(`
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #p > 0 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`)
