@@ -213,7 +213,9 @@ func (b *Backend) evalRetrying(ctx context.Context, args []any) (settleResult, e
 	delay := 10 * time.Millisecond
 	resent := false
 	for {
+		failpoint.hit("before-settle")
 		r, err := b.eval(ctx, settleScript, args)
+		failpoint.hit("after-settle")
 		if err == nil {
 			r.resent = resent
 			b.counts.trimmed.Add(r.trimmed)

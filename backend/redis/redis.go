@@ -523,6 +523,10 @@ func (b *Backend) Settle(ctx context.Context, batch ...backend.Settlement) error
 	return nil
 }
 
+// handBackIdle is the idle time Close gives entries it hands back: beyond any consumer's
+// ClaimAfter, Python's 30s included.
+const handBackIdle = 24 * time.Hour
+
 // maxOpsPerScript bounds the settlements one script applies, so that no script holds
 // Redis for long.
 const maxOpsPerScript = 256
@@ -657,8 +661,10 @@ func (b *Backend) nudge() {
 	}
 }
 
-// Close stops the store. Deliveries still held stay pending in Redis and are claimed by
-// another consumer after ClaimAfter; a consumer that holds nothing leaves the group.
+// Close stops the store. Deliveries given back (Release, or Nack) and not handed out
+// again are made claimable by other consumers at once; deliveries still being handled
+// stay pending and are claimed after ClaimAfter. A consumer that holds nothing leaves
+// the group.
 func (b *Backend) Close() error {
 	if b.closed.Swap(true) {
 		return backend.ErrClosed
@@ -668,16 +674,36 @@ func (b *Backend) Close() error {
 	b.bg.Wait()
 	b.inflight.Lock() // wait for the calls under way; later ones see closed
 	b.inflight.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
 	b.mu.Lock()
 	held := len(b.held)
+	args := []any{b.cfg.Group, b.cfg.Consumer, handBackIdle.Milliseconds()}
+	for _, list := range [][]*holding{b.released, b.nacked} {
+		for _, h := range list {
+			args = append(args, h.id)
+		}
+	}
 	b.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if held > 0 {
-		b.log.InfoContext(ctx, "closing with deliveries held; they stay pending and are claimed after ClaimAfter",
-			slog.Int("held", held))
-	} else if left, err := leaveScript.Run(ctx, b.rdb, b.keys[:1], b.cfg.Group, b.cfg.Consumer).Int(); err == nil && left == 1 {
-		b.log.DebugContext(ctx, "left the consumer group")
+	if len(args) > 3 {
+		// Deliveries given back and never handled: let another consumer claim them at its
+		// next scan rather than after ClaimAfter.
+		n, err := handBackScript.Run(ctx, b.rdb, b.keys[:1], args...).Int()
+		if err != nil {
+			b.log.WarnContext(ctx, "handing back unhandled deliveries failed; they are claimed after ClaimAfter",
+				slog.Int("deliveries", len(args)-3), slog.Any("err", err))
+		} else {
+			b.log.InfoContext(ctx, "handed back unhandled deliveries to the group", slog.Int("deliveries", n))
+		}
+	}
+	if held > len(args)-3 {
+		b.log.InfoContext(ctx, "closing with deliveries in progress; they stay pending and are claimed after ClaimAfter",
+			slog.Int("deliveries", held-(len(args)-3)))
+	}
+	if held == 0 {
+		if left, err := leaveScript.Run(ctx, b.rdb, b.keys[:1], b.cfg.Group, b.cfg.Consumer).Int(); err == nil && left == 1 {
+			b.log.DebugContext(ctx, "left the consumer group")
+		}
 	}
 	return b.rdb.Close()
 }

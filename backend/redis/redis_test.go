@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/necrostack/necro"
 	"github.com/necrostack/necro/backend"
 	"github.com/necrostack/necro/backend/backendtest"
 	necroredis "github.com/necrostack/necro/backend/redis"
@@ -56,4 +58,52 @@ func TestConformance(t *testing.T) {
 	backendtest.Run(t, func(t *testing.T, cfg backendtest.Config) backend.Backend {
 		return open(t, srv, necroredis.Config{Capacity: cfg.Capacity, NackDelay: cfg.NackDelay})
 	})
+}
+
+// Deliveries given back and never handled are claimable by another consumer as soon as
+// their holder closes, not after ClaimAfter; one still being handled waits ClaimAfter.
+func TestCloseHandsBackReleased(t *testing.T) {
+	srv := redistest.Start(t, redistest.Config{})
+	cfg := necroredis.Config{Stream: unique("necro:test:"), Group: unique("g-"), ClaimAfter: 4 * time.Second}
+	first := open(t, srv, cfg)
+	evs := make([]necro.Event, 3)
+	for i := range evs {
+		var err error
+		if evs[i], err = necro.NewEvent("handback", map[string]any{"i": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := first.Enqueue(t.Context(), evs...); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := first.Pull(t.Context(), 3)
+	if err != nil || len(ds) != 3 {
+		t.Fatalf("Pull(3) = %d deliveries, %v", len(ds), err)
+	}
+	if err := first.Settle(t.Context(),
+		backend.Settlement{Delivery: ds[1], Outcome: backend.Release},
+		backend.Settlement{Delivery: ds[2], Outcome: backend.Nack}); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second := open(t, srv, cfg)
+	start := time.Now()
+	var got []string
+	for time.Since(start) < 3*time.Second && len(got) < 2 {
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		more, _ := second.Pull(ctx, 10)
+		cancel()
+		for _, d := range more {
+			got = append(got, d.Event.ID())
+		}
+	}
+	if want := []string{evs[1].ID(), evs[2].ID()}; !slices.Equal(got, want) {
+		t.Fatalf("the second consumer got %v within %v of the first closing, want the two given back: %v",
+			got, time.Since(start), want)
+	}
+	if m := second.Metrics(); m.PendingRecovered != 2 {
+		t.Errorf("PendingRecovered = %d, want 2", m.PendingRecovered)
+	}
 }

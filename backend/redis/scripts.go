@@ -67,11 +67,6 @@ while i <= #ARGV do
   local d0 = e0 + 2 * n + 1
   local k = tonumber(ARGV[d0 + 2 * d])
   local k0 = d0 + 2 * d + 1
-  if id ~= '' then
-    local p = redis.call('XPENDING', stream, group, id, id, 1)
-    if #p == 0 then return {applied, 'GONE', id, dlqtrimmed, trimmed} end
-    if p[1][2] ~= consumer then return {applied, 'STOLEN', p[1][2], dlqtrimmed, trimmed} end
-  end
   if cap > 0 and n + d > 0 then
     local size = redis.call('XLEN', stream) + redis.call('ZCARD', delayed)
     if size + n + d > cap and not tried then
@@ -80,6 +75,17 @@ while i <= #ARGV do
       size = redis.call('XLEN', stream) + redis.call('ZCARD', delayed)
     end
     if size + n + d > cap then return {applied, 'FULL', tostring(size), dlqtrimmed, trimmed} end
+  end
+  -- The ack goes before the writes: the script is atomic, so the order inside it is not seen by
+  -- anyone, and XACK's answer tells whether the entry is still pending. An entry that
+  -- another consumer claimed meanwhile is acked here; that consumer's own settle then
+  -- finds it gone and writes nothing, so one set of children is written, not two.
+  if ack then
+    if redis.call('XACK', stream, group, id) == 0 then return {applied, 'GONE', id, dlqtrimmed, trimmed} end
+  elseif id ~= '' then
+    local p = redis.call('XPENDING', stream, group, id, id, 1)
+    if #p == 0 then return {applied, 'GONE', id, dlqtrimmed, trimmed} end
+    if p[1][2] ~= consumer then return {applied, 'STOLEN', p[1][2], dlqtrimmed, trimmed} end
   end
   for j = 0, n - 1 do
     redis.call('XADD', stream, '*', 'event', ARGV[e0 + 2 * j], 'meta', ARGV[e0 + 2 * j + 1])
@@ -96,7 +102,6 @@ while i <= #ARGV do
   if k > 0 and dlqmax > 0 then
     dlqtrimmed = dlqtrimmed + redis.call('XTRIM', dlq, 'MAXLEN', dlqmax)
   end
-  if ack then redis.call('XACK', stream, group, id) end
   applied = applied + 1
   i = k0 + 9 * k
 end
@@ -221,4 +226,26 @@ local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
 if #p > 0 then return 0 end
 redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 return 1
+`)
+
+// handBackScript makes entries this consumer holds but will not handle claimable at
+// once by any other consumer, by setting their idle time far in the past. The entries
+// keep their place in the stream and their delivery count. KEYS: stream. ARGV: group,
+// consumer, idle ms, then the ids. It returns how many it handed back.
+var handBackScript = goredis.NewScript(`
+local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+local ids = {}
+for j = 4, #ARGV do
+  local p = redis.call('XPENDING', stream, group, ARGV[j], ARGV[j], 1)
+  if p[1] and p[1][2] == consumer then table.insert(ids, ARGV[j]) end
+end
+for s = 1, #ids, 1000 do
+  local args = {'XCLAIM', stream, group, consumer, 0}
+  for j = s, math.min(s + 999, #ids) do table.insert(args, ids[j]) end
+  table.insert(args, 'IDLE')
+  table.insert(args, ARGV[3])
+  table.insert(args, 'JUSTID')
+  redis.call(unpack(args))
+end
+return #ids
 `)

@@ -1,0 +1,40 @@
+package redis
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+)
+
+// FailpointEnv names the environment variable that arms a crash point, for fault tests
+// that run workers as processes. "before-settle:N" kills the process with SIGKILL as its
+// N-th settle script is about to run: the handler's children exist only in memory.
+// "after-settle:N" kills it right after the N-th settle script ran, before the reply is
+// used. Unset, as in production, it costs one nil check per Settle.
+const FailpointEnv = "NECRO_REDIS_FAILPOINT"
+
+var failpoint = parseFailpoint(os.Getenv(FailpointEnv))
+
+type crashPoint struct {
+	where string
+	n     int64
+	seen  atomic.Int64
+}
+
+func parseFailpoint(s string) *crashPoint {
+	where, n, ok := strings.Cut(s, ":")
+	count, err := strconv.ParseInt(n, 10, 64)
+	if !ok || err != nil || count < 1 || (where != "before-settle" && where != "after-settle") {
+		return nil
+	}
+	return &crashPoint{where: where, n: count}
+}
+
+// hit crashes the process when the armed point is reached for the n-th time.
+func (p *crashPoint) hit(where string) {
+	if p == nil || p.where != where || p.seen.Add(1) != p.n {
+		return
+	}
+	crash()
+}
