@@ -18,27 +18,57 @@ import (
 	"github.com/necrostack/necro/backend"
 )
 
-// argv builds the arguments of settleScript.
+// argv builds the arguments of settleScript. Encoded events share one buffer: the
+// arguments are slices of it, and a buffer outgrown stays valid for the slices already
+// taken from it, since nothing is written twice.
 type argv struct {
 	args []any
+	buf  []byte
 }
 
 func (a *argv) start(cfg Config, capacity int) {
 	a.args = append(a.args[:0], cfg.Group, cfg.Consumer, capacity, cfg.DeadLetterMaxLen)
 }
 
+// reserve makes room in the buffer for about n more bytes.
+func (a *argv) reserve(n int) {
+	if cap(a.buf)-len(a.buf) < n {
+		a.buf = make([]byte, 0, max(n, 2*cap(a.buf)))
+	}
+}
+
+// bytes appends what fn writes and returns it as one argument.
+func (a *argv) bytes(fn func([]byte) []byte) []byte {
+	start := len(a.buf)
+	a.buf = fn(a.buf)
+	return a.buf[start:len(a.buf):len(a.buf)]
+}
+
+// sizeOf estimates the encoded size of events: wire form and metadata.
+func sizeOf(evs []necro.Event) int {
+	n := 0
+	for _, ev := range evs {
+		n += ev.PayloadSize() + len(ev.Type()) + 320
+	}
+	return n
+}
+
 // op appends one operation: settle entry id (none when ""), acking it when ack, after
 // adding the entries, the delayed retries and the dead letters.
 func (a *argv) op(id string, ack bool, entries []necro.Event, later []backend.Retry, dead []backend.DeadLetter, rcpt string) {
+	a.reserve(sizeOf(entries))
 	a.args = append(a.args, id, flag(ack), len(entries))
 	for _, ev := range entries {
-		a.args = append(a.args, ev.AppendJSON(nil), appendMeta(nil, ev))
+		a.args = append(a.args, a.bytes(ev.AppendJSON), a.bytes(func(b []byte) []byte { return appendMeta(b, ev) }))
 	}
 	a.args = append(a.args, len(later))
 	for i, r := range later {
 		// The token keeps two equal retries apart: the set would merge them.
-		member := append([]byte(rcpt+"/"+strconv.Itoa(i)+"\x00"), r.Event.AppendJSON(nil)...)
-		member = append(append(member, 0), appendMeta(nil, r.Event)...)
+		member := a.bytes(func(b []byte) []byte {
+			b = strconv.AppendInt(append(append(b, rcpt...), '/'), int64(i), 10)
+			b = append(r.Event.AppendJSON(append(b, 0)), 0)
+			return appendMeta(b, r.Event)
+		})
 		a.args = append(a.args, r.At.UnixMilli(), member)
 	}
 	a.args = append(a.args, len(dead))

@@ -177,6 +177,10 @@ func (c Config) options() (*goredis.Options, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err // url.Error repeats the whole URL, password included
 		}
+		var ee url.EscapeError
+		if errors.As(err, &ee) {
+			err = errors.New("invalid %-escape (write a % in a password as %25)") // ee quotes the password
+		}
 		return nil, fmt.Errorf("%w: URL %q: %v", ErrInvalidConfig, masked, err)
 	}
 	opt, err := goredis.ParseURL(c.URL)
@@ -187,6 +191,9 @@ func (c Config) options() (*goredis.Options, error) {
 		}
 		return nil, fmt.Errorf("%w: URL %q: %s", ErrInvalidConfig, masked, msg)
 	}
+	if c.TLS != nil && opt.TLSConfig == nil {
+		return nil, fmt.Errorf("%w: TLS is set but URL %q is not rediss://; the connection would not be encrypted", ErrInvalidConfig, masked)
+	}
 	if opt.TLSConfig != nil && c.TLS != nil {
 		t := c.TLS.Clone()
 		if t.ServerName == "" {
@@ -195,16 +202,14 @@ func (c Config) options() (*goredis.Options, error) {
 		opt.TLSConfig = t
 	}
 	opt.PoolSize = c.PoolSize
+	opt.DialerRetries = 2 // a refused password or certificate does not get better in 500ms
 	return opt, nil
 }
 
 // MaskURL returns u with the password of its user information replaced by "xxxxx", so
 // that it can be printed. It works on text that does not parse as a URL, too.
 func MaskURL(u string) string {
-	scheme, rest, ok := strings.Cut(u, "://")
-	if !ok {
-		return u
-	}
+	prefix, rest := splitScheme(u)
 	// The last @ ends the user information. A path never holds one in a Redis URL; if
 	// it did, more would be masked than needed, never less.
 	at := strings.LastIndex(rest, "@")
@@ -215,19 +220,26 @@ func MaskURL(u string) string {
 	if !hasPass {
 		return u
 	}
-	return scheme + "://" + user + ":xxxxx" + rest[at:]
+	return prefix + user + ":xxxxx" + rest[at:]
 }
 
 // password returns the password in u's user information, or "".
 func password(u string) string {
-	_, rest, ok := strings.Cut(u, "://")
-	if !ok {
-		return ""
-	}
+	_, rest := splitScheme(u)
 	at := strings.LastIndex(rest, "@")
 	if at < 0 {
 		return ""
 	}
 	_, p, _ := strings.Cut(rest[:at], ":")
 	return p
+}
+
+// splitScheme splits u after its "scheme://". Text without one, such as a mistyped
+// "redis:/:pw@host", is all user information and host, so that its password is still
+// found and masked.
+func splitScheme(u string) (prefix, rest string) {
+	if i := strings.Index(u, "://"); i >= 0 {
+		return u[:i+3], u[i+3:]
+	}
+	return "", u
 }

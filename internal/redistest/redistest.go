@@ -3,15 +3,26 @@
 // kill -9 and restart on demand so that fault tests can take Redis away and bring it
 // back.
 //
-// When redis-server is not installed the test is skipped, except when the CI
-// environment variable is set: there a missing server fails the test, so CI can never
-// pass by skipping what it was meant to run.
+// With Config.TLS the server speaks only TLS, with a certificate from a throwaway
+// certificate authority made for the test; [Server.TLSConfig] trusts that authority.
+//
+// When redis-server is not installed, or a TLS test finds one built without TLS, the
+// test is skipped, except when the CI environment variable is set: there a missing
+// server fails the test, so CI can never pass by skipping what it was meant to run.
 package redistest
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -31,6 +42,10 @@ type Config struct {
 	AppendFsync string
 	// Password, when set, is required of every client (requirepass).
 	Password string
+	// TLS makes the server speak only TLS, with a certificate for 127.0.0.1 and
+	// localhost issued by a certificate authority made for this server. Clients do not
+	// need a certificate of their own.
+	TLS bool
 	// Args are extra command-line arguments, such as "--maxmemory-policy", "noeviction".
 	Args []string
 }
@@ -42,7 +57,8 @@ type Server struct {
 	port int
 	dir  string
 	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
+	done chan struct{}  // closed when the process has exited
+	ca   *x509.CertPool // the authority that issued the server's certificate; nil without TLS
 }
 
 // Start runs a redis-server for the test and stops it when the test ends.
@@ -60,6 +76,11 @@ func Start(t testing.TB, cfg Config) *Server {
 	if err != nil {
 		t.Fatalf("find a free port: %v", err)
 	}
+	if cfg.TLS {
+		if s.ca, err = writeCertificates(s.dir); err != nil {
+			t.Fatalf("make TLS certificates: %v", err)
+		}
+	}
 	s.start(bin)
 	t.Cleanup(s.stop)
 	return s
@@ -68,12 +89,26 @@ func Start(t testing.TB, cfg Config) *Server {
 // Addr returns the server's host:port.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
-// URL returns a redis:// URL for the server, with the password when one is set.
+// URL returns a redis:// URL for the server, or rediss:// with TLS, with the password
+// when one is set.
 func (s *Server) URL() string {
-	if s.cfg.Password != "" {
-		return fmt.Sprintf("redis://:%s@%s/0", s.cfg.Password, s.Addr())
+	scheme := "redis"
+	if s.cfg.TLS {
+		scheme = "rediss"
 	}
-	return fmt.Sprintf("redis://%s/0", s.Addr())
+	if s.cfg.Password != "" {
+		return fmt.Sprintf("%s://:%s@%s/0", scheme, s.cfg.Password, s.Addr())
+	}
+	return fmt.Sprintf("%s://%s/0", scheme, s.Addr())
+}
+
+// TLSConfig returns a client TLS configuration that trusts the server's certificate
+// authority, or nil when the server does not speak TLS. Each call returns a new one.
+func (s *Server) TLSConfig() *tls.Config {
+	if s.ca == nil {
+		return nil
+	}
+	return &tls.Config{RootCAs: s.ca, MinVersion: tls.VersionTLS12}
 }
 
 // Kill ends the server with SIGKILL, as a crash would, and waits until it is gone.
@@ -103,8 +138,17 @@ func (s *Server) Restart() {
 func (s *Server) start(bin string) {
 	s.t.Helper()
 	args := []string{
-		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir,
+		"--bind", "127.0.0.1", "--dir", s.dir,
 		"--save", "", "--daemonize", "no", "--logfile", filepath.Join(s.dir, "redis.log"),
+	}
+	if s.cfg.TLS {
+		args = append(args, "--port", "0", "--tls-port", strconv.Itoa(s.port),
+			"--tls-cert-file", filepath.Join(s.dir, "server.crt"),
+			"--tls-key-file", filepath.Join(s.dir, "server.key"),
+			"--tls-ca-cert-file", filepath.Join(s.dir, "ca.crt"),
+			"--tls-auth-clients", "no")
+	} else {
+		args = append(args, "--port", strconv.Itoa(s.port))
 	}
 	if s.cfg.AppendOnly {
 		fsync := s.cfg.AppendFsync
@@ -120,6 +164,13 @@ func (s *Server) start(bin string) {
 	}
 	args = append(args, s.cfg.Args...)
 	cmd := exec.Command(bin, args...)
+	// Errors in the arguments go to stderr, not to the log file.
+	out, err := os.Create(filepath.Join(s.dir, "redis.out"))
+	if err != nil {
+		s.t.Fatalf("create redis-server output file: %v", err)
+	}
+	defer out.Close() // the child has its own copy
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
@@ -137,7 +188,17 @@ func (s *Server) start(bin string) {
 		}
 		select {
 		case <-done:
-			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+			stdout, _ := os.ReadFile(filepath.Join(s.dir, "redis.out"))
+			logged, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+			log := strings.TrimSpace(string(stdout) + "\n" + string(logged))
+			s.cmd = nil
+			if s.cfg.TLS && withoutTLS(log) {
+				msg := fmt.Sprintf("redis-server %s cannot speak TLS (build it with BUILD_TLS=yes): %s", bin, log)
+				if os.Getenv("CI") != "" {
+					s.t.Fatalf("%s; CI is set, so this fails rather than skips", msg)
+				}
+				s.t.Skip(msg)
+			}
 			s.t.Fatalf("redis-server exited at start: %s", log)
 		default:
 		}
@@ -166,7 +227,7 @@ func (s *Server) stop() {
 // or an error reply prefixed with "ERR:". It is for tests to inspect the server without
 // depending on the client library under test.
 func (s *Server) Do(args ...string) (string, error) {
-	conn, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+	conn, err := s.dial()
 	if err != nil {
 		return "", err
 	}
@@ -179,6 +240,15 @@ func (s *Server) Do(args ...string) (string, error) {
 		}
 	}
 	return roundTrip(conn, r, args...)
+}
+
+// dial opens a connection to the server, over TLS when the server speaks it.
+func (s *Server) dial() (net.Conn, error) {
+	d := &net.Dialer{Timeout: time.Second}
+	if s.cfg.TLS {
+		return tls.DialWithDialer(d, "tcp", s.Addr(), s.TLSConfig())
+	}
+	return d.Dial("tcp", s.Addr())
 }
 
 func roundTrip(conn net.Conn, r *bufio.Reader, args ...string) (string, error) {
@@ -229,4 +299,83 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// withoutTLS reports redis-server output that says the server cannot speak TLS: an
+// unknown tls-* directive (built without TLS), or a missing TLS connection type (TLS
+// built as a module that is not loaded).
+func withoutTLS(out string) bool {
+	l := strings.ToLower(out)
+	if !strings.Contains(l, "tls") {
+		return false
+	}
+	for _, sign := range []string{"bad directive", "failed finding connection listener", "not supported", "not enabled", "not built"} {
+		if strings.Contains(l, sign) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeCertificates makes a certificate authority and a server certificate it issues,
+// for 127.0.0.1 and localhost and valid for a day, and writes ca.crt, server.crt and
+// server.key into dir. It returns a pool holding the authority.
+func writeCertificates(dir string) (*x509.CertPool, error) {
+	now := time.Now()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "redistest CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:     []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	files := []struct {
+		name, typ string
+		der       []byte
+	}{{"ca.crt", "CERTIFICATE", caDER}, {"server.crt", "CERTIFICATE", der}, {"server.key", "PRIVATE KEY", keyDER}}
+	for _, f := range files {
+		data := pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der})
+		if err := os.WriteFile(filepath.Join(dir, f.name), data, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return pool, nil
 }

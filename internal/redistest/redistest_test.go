@@ -2,9 +2,11 @@ package redistest_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/necrostack/necro/internal/redistest"
 )
@@ -68,5 +70,57 @@ func TestPasswordIsRequired(t *testing.T) {
 	}
 	if strings.Contains(bare.URL(), "@") {
 		t.Errorf("URL() without a password = %q, want no credentials", bare.URL())
+	}
+}
+
+func TestTLSServerSpeaksOnlyTLS(t *testing.T) {
+	s := redistest.Start(t, redistest.Config{TLS: true, Password: "tl5pw"})
+	if got := mustDo(t, s, "PING"); got != "PONG" {
+		t.Fatalf("PING over TLS = %q, want PONG", got)
+	}
+	if want := "rediss://:tl5pw@" + s.Addr() + "/0"; s.URL() != want {
+		t.Errorf("URL() = %q, want %q", s.URL(), want)
+	}
+	for _, name := range []string{"localhost", "127.0.0.1"} {
+		cfg := s.TLSConfig()
+		cfg.ServerName = name
+		conn, err := tls.Dial("tcp", s.Addr(), cfg)
+		if err != nil {
+			t.Fatalf("TLS dial with ServerName %q and TLSConfig() = %v, want the certificate trusted", name, err)
+		}
+		_ = conn.Close() // only the handshake was tested
+	}
+	if _, err := tls.Dial("tcp", s.Addr(), &tls.Config{ServerName: "127.0.0.1"}); err == nil {
+		t.Error("TLS dial without the test CA succeeded, want the certificate rejected")
+	}
+	// Plain text on the TLS port gets no Redis reply.
+	conn, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second)) // a fresh conn: cannot fail
+	if _, err := conn.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err == nil && (strings.HasPrefix(line, "+PONG") || strings.HasPrefix(line, "-NOAUTH")) {
+		t.Fatalf("plain PING on the TLS port = %q, want no Redis reply", line)
+	}
+	plain := redistest.Start(t, redistest.Config{})
+	if plain.TLSConfig() != nil {
+		t.Error("TLSConfig() of a server without TLS is not nil")
+	}
+	if !strings.HasPrefix(plain.URL(), "redis://") {
+		t.Errorf("URL() of a server without TLS = %q, want redis://", plain.URL())
+	}
+}
+
+func TestTLSRestartKeepsCertificates(t *testing.T) {
+	s := redistest.Start(t, redistest.Config{TLS: true, AppendOnly: true})
+	mustDo(t, s, "SET", "k", "v1")
+	s.Restart()
+	if got := mustDo(t, s, "GET", "k"); got != "v1" {
+		t.Fatalf("GET over TLS after restart = %q, want v1", got)
 	}
 }
