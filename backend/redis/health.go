@@ -132,8 +132,9 @@ func (b *Backend) checkSettings(ctx context.Context) {
 // connWatch counts reconnections: a connection dialed after one was lost, or after a
 // dial failed.
 type connWatch struct {
-	b    *Backend
-	lost atomic.Bool
+	b     *Backend
+	lost  atomic.Bool
+	stale atomic.Uint32 // the pool's count of dead connections it threw away, at the last dial
 }
 
 func (w *connWatch) DialHook(next goredis.DialHook) goredis.DialHook {
@@ -145,7 +146,11 @@ func (w *connWatch) DialHook(next goredis.DialHook) goredis.DialHook {
 			}
 			return nil, err
 		}
-		if w.lost.Swap(false) {
+		// The pool quietly replaces a connection it finds dead when taking it; no command
+		// sees an error then, but the pool counts it stale.
+		stale := w.b.rdb.PoolStats().StaleConns
+		grew := stale > w.stale.Swap(stale)
+		if w.lost.Swap(false) || grew {
 			w.b.counts.reconnections.Add(1)
 			w.b.log.InfoContext(ctx, "reconnected to Redis")
 		}

@@ -7,6 +7,12 @@ import (
 	"time"
 )
 
+// refreshDivisor sets how often held entries are refreshed: every ClaimAfter/6, those
+// idle that long, so an entry goes at most about a third of ClaimAfter without a
+// refresh and a pause of the process (GC, a busy machine) has margin before another
+// consumer may claim it.
+const refreshDivisor = 6
+
 // movePoll is how often the delayed set is checked for retries that other processes
 // scheduled; retries this process schedules wake the loop at once.
 const movePoll = 250 * time.Millisecond
@@ -16,7 +22,7 @@ const movePoll = 250 * time.Millisecond
 // removes idle consumers that hold nothing.
 func (b *Backend) maintain() {
 	ctx := b.bgCtx
-	refreshEvery := max(b.cfg.ClaimAfter/3, time.Millisecond)
+	refreshEvery := max(b.cfg.ClaimAfter/refreshDivisor, time.Millisecond)
 	tidyEvery := b.cfg.TrimInterval
 	if tidyEvery == Off {
 		tidyEvery = time.Second // idle consumers are still removed
@@ -102,7 +108,7 @@ func (b *Backend) moveDue(ctx context.Context) (time.Time, error) {
 // refresh resets the idle time of the entries this process holds, so that no other
 // consumer claims them while they are handled or wait here.
 func (b *Backend) refresh(ctx context.Context) error {
-	idle := max(b.cfg.ClaimAfter/3, time.Millisecond)
+	idle := max(b.cfg.ClaimAfter/refreshDivisor, time.Millisecond)
 	b.mu.Lock()
 	args := make([]any, 0, 3+len(b.held))
 	args = append(args, b.cfg.Group, b.cfg.Consumer, idle.Milliseconds())

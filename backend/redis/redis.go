@@ -94,6 +94,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	b.conn = &connWatch{b: b}
 	opt.OnConnect = nil
+	opt.ConnMaxIdleTime = -1 // a connection found dead in the pool is then always a lost one
 	b.rdb = goredis.NewClient(opt)
 	b.rdb.AddHook(b.conn)
 	if err := b.rdb.Ping(ctx).Err(); err != nil {
@@ -411,10 +412,10 @@ func (b *Backend) accept(ctx context.Context, msgs []message) []backend.Delivery
 		ev, err := decodeEntry(m.values)
 		switch {
 		case err != nil:
-			poison = append(poison, poisoned{m, "poison entry: " + err.Error(), err.Error()})
+			poison = append(poison, poisoned{m: m, reason: "poison entry: " + err.Error(), err: err.Error(), undecodable: true})
 			continue
 		case b.cfg.MaxDeliveries > 0 && m.deliveries > b.cfg.MaxDeliveries:
-			poison = append(poison, poisoned{m, fmt.Sprintf("delivered %d times without being settled", m.deliveries), ""})
+			poison = append(poison, poisoned{m: m, reason: fmt.Sprintf("delivered %d times without being settled", m.deliveries)})
 			continue
 		}
 		if b.held[m.id] != nil {
@@ -449,10 +450,13 @@ func (b *Backend) drop(h *holding) {
 	b.nacked = remove(b.nacked)
 }
 
+// A poisoned entry goes to the dead-letter stream without being handed out: it cannot
+// be decoded, or it was delivered more than MaxDeliveries times.
 type poisoned struct {
-	m      message
-	reason string
-	err    string
+	m           message
+	reason      string
+	err         string
+	undecodable bool
 }
 
 // deadLetterPoison moves undecodable entries to the dead-letter stream and acks them,
@@ -469,7 +473,11 @@ func (b *Backend) deadLetterPoison(ctx context.Context, ps []poisoned) {
 		meta, _ := p.m.values["meta"].(string)
 		a.rawOp(p.m.id, true, deadFields{original: p.m.id, event: raw, reason: p.reason, at: at,
 			err: p.err, meta: meta, receipt: receipt(p.m.id, p.m.deliveries)})
-		b.log.ErrorContext(ctx, "poison entry dead-lettered", slog.String("entry", p.m.id), slog.String("reason", p.reason))
+		what := "entry delivered too often dead-lettered"
+		if p.undecodable {
+			what = "poison entry dead-lettered"
+		}
+		b.log.ErrorContext(ctx, what, slog.String("entry", p.m.id), slog.String("reason", p.reason))
 	}
 	res, err := b.eval(ctx, settleScript, a.args)
 	if err == nil {
@@ -480,7 +488,11 @@ func (b *Backend) deadLetterPoison(ctx context.Context, ps []poisoned) {
 			slog.Int("entries", len(ps)), slog.Any("err", err))
 		return
 	}
-	b.counts.poison.Add(int64(len(ps)))
+	for _, p := range ps {
+		if p.undecodable {
+			b.counts.poison.Add(1)
+		}
+	}
 	b.counts.deadLettered.Add(int64(len(ps)))
 	b.counts.dlqTrimmed.Add(res.dlqTrimmed)
 }
