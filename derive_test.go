@@ -17,7 +17,7 @@ func TestDeriveIDIsStableAndDistinct(t *testing.T) {
 		parent, organ string
 		index         int
 	}
-	others := []input{{parent, "organ", 1}, {parent, "organ2", 0}, {"650e8400-e29b-41d4-a716-446655440000", "organ", 0}, {parent, "organ", 1 << 40}}
+	others := []input{{parent, "organ", 1}, {parent, "organ2", 0}, {"650e8400-e29b-41d4-a716-446655440000", "organ", 0}, {parent, "organ", 1 << 30}}
 	for _, c := range others {
 		id := necro.DeriveID(c.parent, c.organ, c.index)
 		if prev, dup := seen[id]; dup {

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -341,8 +342,23 @@ func (ev *Event) UnmarshalJSON(data []byte) error {
 // It is strict: the text must be one JSON object; id, timestamp and event_type must be
 // present; payload may be absent (an empty object) but not null; an unknown or repeated
 // key is rejected by name. Timestamps may carry any fraction and "Z", an offset, or no
-// offset (read as UTC). The error wraps [ErrInvalidEvent].
+// offset (read as UTC). The error wraps [ErrInvalidEvent]. The result shares no memory
+// with data.
+//
+// The texts the wire carries every day, [Event.AppendJSON]'s compact form and Python's
+// json.dumps with its spaces, are read without encoding/json. Anything else, such as
+// an escape in a key or in the id, timestamp or type, takes a slower path; both apply
+// the same rules and give the same errors.
 func DecodeEvent(data []byte) (Event, error) {
+	if ev, ok := decodeEventFast(data); ok {
+		return ev, nil
+	}
+	return decodeEventGeneral(data)
+}
+
+// decodeEventGeneral is DecodeEvent for any text: it holds the rules and writes the
+// errors, and decodeEventFast must agree with it on whatever it accepts.
+func decodeEventGeneral(data []byte) (Event, error) {
 	fields, err := topLevelFields(data, "event", []string{"id", "timestamp", "event_type", "payload"})
 	if err != nil {
 		return Event{}, err
@@ -383,6 +399,14 @@ func DecodeEvent(data []byte) (Event, error) {
 // ParseTimestamp reads an ISO 8601 time as the wire allows it and returns it in UTC,
 // truncated to microseconds. A time without an offset is read as UTC.
 func ParseTimestamp(s string) (time.Time, error) {
+	if t, ok := parseLayoutTimestamp(s); ok {
+		return t, nil
+	}
+	return parseTimestampGeneral(s)
+}
+
+// parseTimestampGeneral is ParseTimestamp for any layout it allows.
+func parseTimestampGeneral(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		var err2 error
@@ -393,15 +417,79 @@ func ParseTimestamp(s string) (time.Time, error) {
 	return t.UTC().Truncate(time.Microsecond), nil
 }
 
-// MarshalJSON writes the metadata as a JSON object with the lowercase keys of its tags.
+// MarshalJSON writes the metadata as a JSON object with the lowercase keys of its tags,
+// leaving out the fields that are zero or empty, as [Metadata.AppendJSON] does.
 func (m Metadata) MarshalJSON() ([]byte, error) {
-	type plain Metadata
-	return json.Marshal(plain(m))
+	// Room for every key, two numbers of 20 characters and the strings unescaped.
+	n := 160 + len(m.CorrelationID) + len(m.CausationID) + len(m.TraceParent) + len(m.TraceState)
+	for _, t := range m.Targets {
+		n += len(t) + 3
+	}
+	return m.AppendJSON(make([]byte, 0, n)), nil
 }
 
-// DecodeMetadata decodes and validates metadata written by [Metadata.MarshalJSON].
-// Unknown keys are rejected by name; the error wraps [ErrInvalidEvent].
+// AppendJSON appends the JSON text of [Metadata.MarshalJSON] to b: an object with the
+// keys correlation_id, causation_id, depth, attempt, targets, traceparent and tracestate
+// in that order, each left out when its field is zero or empty, strings escaped as
+// json.Marshal escapes them. It does not validate m; [DecodeMetadata] does.
+func (m Metadata) AppendJSON(b []byte) []byte {
+	open := len(b)
+	b = append(b, '{')
+	if m.CorrelationID != "" {
+		b = appendMarshaledString(appendMetaKey(b, open, "correlation_id"), m.CorrelationID)
+	}
+	if m.CausationID != "" {
+		b = appendMarshaledString(appendMetaKey(b, open, "causation_id"), m.CausationID)
+	}
+	if m.Depth != 0 {
+		b = strconv.AppendInt(appendMetaKey(b, open, "depth"), int64(m.Depth), 10)
+	}
+	if m.Attempt != 0 {
+		b = strconv.AppendInt(appendMetaKey(b, open, "attempt"), int64(m.Attempt), 10)
+	}
+	if len(m.Targets) > 0 {
+		b = append(appendMetaKey(b, open, "targets"), '[')
+		for i, t := range m.Targets {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendMarshaledString(b, t)
+		}
+		b = append(b, ']')
+	}
+	if m.TraceParent != "" {
+		b = appendMarshaledString(appendMetaKey(b, open, "traceparent"), m.TraceParent)
+	}
+	if m.TraceState != "" {
+		b = appendMarshaledString(appendMetaKey(b, open, "tracestate"), m.TraceState)
+	}
+	return append(b, '}')
+}
+
+// appendMetaKey appends key and its colon to the object that starts at b[open], after a
+// comma unless key is the object's first.
+func appendMetaKey(b []byte, open int, key string) []byte {
+	if len(b) > open+1 {
+		b = append(b, ',')
+	}
+	b = append(b, '"')
+	b = append(b, key...)
+	return append(b, '"', ':')
+}
+
+// DecodeMetadata decodes and validates metadata written by [Metadata.MarshalJSON] or
+// [Metadata.AppendJSON]. Unknown or repeated keys are rejected by name; the error wraps
+// [ErrInvalidEvent].
 func DecodeMetadata(data []byte) (Metadata, error) {
+	if m, ok := parseMetadataFast(data); ok {
+		return cleanMeta(m)
+	}
+	return decodeMetadataGeneral(data)
+}
+
+// decodeMetadataGeneral is DecodeMetadata for any text: it holds the rules and writes the
+// errors, and parseMetadataFast must agree with it on whatever it accepts.
+func decodeMetadataGeneral(data []byte) (Metadata, error) {
 	type plain Metadata
 	var p plain
 	if _, err := topLevelFields(data, "metadata", []string{"correlation_id", "causation_id", "depth",
@@ -412,6 +500,27 @@ func DecodeMetadata(data []byte) (Metadata, error) {
 		return Metadata{}, &ValidationError{Field: "metadata", Reason: "wrong type", Err: err}
 	}
 	return cleanMeta(Metadata(p))
+}
+
+// DecodeEntry decodes the two fields of a Redis stream entry that hold an event: event,
+// the wire body as [DecodeEvent] reads it, and meta, the lineage as [DecodeMetadata]
+// reads it, attached with the checks of [Event.WithMeta]. An empty meta gives the
+// defaults of a root event, as DecodeEvent does. The error wraps [ErrInvalidEvent] and
+// names the field at fault; for the metadata it starts with "meta: ". The result shares
+// no memory with event or meta.
+func DecodeEntry(event, meta []byte) (Event, error) {
+	ev, err := DecodeEvent(event)
+	if err != nil || len(meta) == 0 {
+		return ev, err
+	}
+	m, err := DecodeMetadata(meta)
+	if err != nil {
+		return Event{}, fmt.Errorf("meta: %w", err)
+	}
+	// DecodeMetadata has run cleanMeta, the check WithMeta makes, and ev is our own
+	// fresh copy: setting its metadata in place saves the clone WithMeta would make.
+	ev.e.meta = m
+	return ev, nil
 }
 
 func cleanMeta(m Metadata) (Metadata, error) {
@@ -475,16 +584,39 @@ func cleanType(s string) (string, error) {
 // parseID accepts a canonical UUID (8-4-4-4-12 hex digits, any case) of version 4 and
 // RFC 4122 variant, and returns it lowercase.
 func parseID(field, s string) (string, error) {
-	if len(s) != 36 {
-		return "", invalid(field, fmt.Sprintf("%q is not a UUID v4 (want 36 characters, got %d)", clip(s), len(s)))
-	}
 	var b [36]byte
+	if err := lowerID(&b, field, s); err != nil {
+		return "", err
+	}
+	return string(b[:]), nil
+}
+
+// lowerID checks s as parseID does and writes it to b in lowercase. It reads bytes as
+// well as strings, so that a decoder can check an id in place, without a copy.
+func lowerID[S string | []byte](b *[36]byte, field string, s S) error {
+	// The usual id passes a quick check by table; any other string goes through the
+	// loop below, which finds the first thing wrong for the error.
+	if len(s) == 36 && s[8] == '-' && s[13] == '-' && s[18] == '-' && s[23] == '-' {
+		var bad byte
+		for _, p := range idPos {
+			hi, lo := lowerHex[s[p]], lowerHex[s[p+1]]
+			bad |= hi | lo
+			b[p], b[p+1] = hi, lo
+		}
+		b[8], b[13], b[18], b[23] = '-', '-', '-', '-'
+		if bad&0x80 == 0 && b[14] == '4' && (b[19] == '8' || b[19] == '9' || b[19] == 'a' || b[19] == 'b') {
+			return nil
+		}
+	}
+	if len(s) != 36 {
+		return invalid(field, fmt.Sprintf("%q is not a UUID v4 (want 36 characters, got %d)", clip(string(s)), len(s)))
+	}
 	for i := 0; i < 36; i++ {
 		c := s[i]
 		switch i {
 		case 8, 13, 18, 23:
 			if c != '-' {
-				return "", invalid(field, fmt.Sprintf("%q is not a UUID v4 (want hyphens at 9, 14, 19, 24)", s))
+				return invalid(field, fmt.Sprintf("%q is not a UUID v4 (want hyphens at 9, 14, 19, 24)", string(s)))
 			}
 			b[i] = c
 			continue
@@ -494,19 +626,19 @@ func parseID(field, s string) (string, error) {
 		case 'A' <= c && c <= 'F':
 			c += 'a' - 'A'
 		default:
-			return "", invalid(field, fmt.Sprintf("%q is not a UUID v4 (%q is not a hex digit)", s, c))
+			return invalid(field, fmt.Sprintf("%q is not a UUID v4 (%q is not a hex digit)", string(s), c))
 		}
 		b[i] = c
 	}
 	if b[14] != '4' {
-		return "", invalid(field, fmt.Sprintf("%q is a version %c UUID, want a UUID v4", s, b[14]))
+		return invalid(field, fmt.Sprintf("%q is a version %c UUID, want a UUID v4", string(s), b[14]))
 	}
 	switch b[19] {
 	case '8', '9', 'a', 'b':
 	default:
-		return "", invalid(field, fmt.Sprintf("%q is not a UUID v4 (variant must be 8, 9, a or b)", s))
+		return invalid(field, fmt.Sprintf("%q is not a UUID v4 (variant must be 8, 9, a or b)", string(s)))
 	}
-	return string(b[:]), nil
+	return nil
 }
 
 func clip(s string) string {
@@ -538,6 +670,22 @@ func newID(b *[36]byte) {
 
 // idPos is where the two hex digits of each of a UUID's 16 bytes go.
 var idPos = [16]int{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
+
+// lowerHex maps each hex digit, in either case, to its lowercase form, and every other
+// byte to 0x80, a value with a bit no digit has.
+var lowerHex = func() (t [256]byte) {
+	for c := range t {
+		switch {
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f':
+			t[c] = byte(c)
+		case 'A' <= c && c <= 'F':
+			t[c] = byte(c) + 'a' - 'A'
+		default:
+			t[c] = 0x80
+		}
+	}
+	return t
+}()
 
 var idSources = sync.Pool{New: func() any {
 	var seed [32]byte

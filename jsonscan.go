@@ -1,6 +1,7 @@
 package necro
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"unicode/utf8"
@@ -19,6 +20,25 @@ func scanJSON(b []byte, maxDepth int) (spaced bool, err error) {
 	if !utf8.Valid(b) {
 		return false, errors.New("invalid UTF-8")
 	}
+	i, spaced, err := scanValue(b, 0, maxDepth)
+	if err != nil {
+		return spaced, err
+	}
+	for i < len(b) && isSpace(b[i]) {
+		i++
+		spaced = true
+	}
+	if i != len(b) {
+		return spaced, fmt.Errorf("invalid character %q after top-level value at offset %d", b[i], i)
+	}
+	return spaced, nil
+}
+
+// scanValue checks the syntax of the one JSON value that starts at b[i], after any
+// white space, and returns the offset just past its end. It reports white space
+// before the value or between its tokens as scanJSON does, and checks nesting the same
+// way, but not UTF-8: the caller checks that once for the whole text.
+func scanValue(b []byte, i, maxDepth int) (end int, spaced bool, err error) {
 	const (
 		wantValue = iota
 		wantKey
@@ -26,17 +46,14 @@ func scanJSON(b []byte, maxDepth int) (spaced bool, err error) {
 	)
 	var buf [64]byte // nesting of the usual payload fits without allocating
 	stack := buf[:0]
-	state, i := wantValue, 0
+	state := wantValue
 	for {
 		for i < len(b) && isSpace(b[i]) {
 			i++
 			spaced = true
 		}
-		if state == wantAfter && len(stack) == 0 {
-			break
-		}
 		if i >= len(b) {
-			return spaced, errors.New("unexpected end of JSON input")
+			return i, spaced, errors.New("unexpected end of JSON input")
 		}
 		c := b[i]
 		switch state {
@@ -44,7 +61,7 @@ func scanJSON(b []byte, maxDepth int) (spaced bool, err error) {
 			switch {
 			case c == '{' || c == '[':
 				if len(stack) == maxDepth {
-					return spaced, &depthError{maxDepth}
+					return i, spaced, &depthError{maxDepth}
 				}
 				stack = append(stack, c)
 				i++
@@ -61,45 +78,45 @@ func scanJSON(b []byte, maxDepth int) (spaced bool, err error) {
 				}
 			case c == '"':
 				if i, err = scanString(b, i); err != nil {
-					return spaced, err
+					return i, spaced, err
 				}
 				state = wantAfter
 			case c == 't':
 				if i, err = scanLiteral(b, i, "true"); err != nil {
-					return spaced, err
+					return i, spaced, err
 				}
 				state = wantAfter
 			case c == 'f':
 				if i, err = scanLiteral(b, i, "false"); err != nil {
-					return spaced, err
+					return i, spaced, err
 				}
 				state = wantAfter
 			case c == 'n':
 				if i, err = scanLiteral(b, i, "null"); err != nil {
-					return spaced, err
+					return i, spaced, err
 				}
 				state = wantAfter
 			case c == '-' || ('0' <= c && c <= '9'):
 				if i, err = scanNumber(b, i); err != nil {
-					return spaced, err
+					return i, spaced, err
 				}
 				state = wantAfter
 			default:
-				return spaced, fmt.Errorf("invalid character %q at offset %d", c, i)
+				return i, spaced, fmt.Errorf("invalid character %q at offset %d", c, i)
 			}
 		case wantKey:
 			if c != '"' {
-				return spaced, fmt.Errorf("invalid character %q at offset %d, want an object key", c, i)
+				return i, spaced, fmt.Errorf("invalid character %q at offset %d, want an object key", c, i)
 			}
 			if i, err = scanString(b, i); err != nil {
-				return spaced, err
+				return i, spaced, err
 			}
 			for i < len(b) && isSpace(b[i]) {
 				i++
 				spaced = true
 			}
 			if i >= len(b) || b[i] != ':' {
-				return spaced, fmt.Errorf("missing ':' after object key at offset %d", i)
+				return i, spaced, fmt.Errorf("missing ':' after object key at offset %d", i)
 			}
 			i++
 			state = wantValue
@@ -117,14 +134,14 @@ func scanJSON(b []byte, maxDepth int) (spaced bool, err error) {
 				i++
 				stack = stack[:len(stack)-1]
 			default:
-				return spaced, fmt.Errorf("invalid character %q at offset %d, want ',' or %q", c, i, top+2)
+				return i, spaced, fmt.Errorf("invalid character %q at offset %d, want ',' or %q", c, i, top+2)
 			}
 		}
+		// Stop right after the value, before any white space that follows it.
+		if state == wantAfter && len(stack) == 0 {
+			return i, spaced, nil
+		}
 	}
-	if i != len(b) {
-		return spaced, fmt.Errorf("invalid character %q after top-level value at offset %d", b[i], i)
-	}
-	return spaced, nil
 }
 
 // A depthError reports JSON nested deeper than a scan allows.
@@ -145,13 +162,31 @@ var plainStringByte = func() (t [256]bool) {
 	return t
 }()
 
+// skipPlain returns the offset of the first byte at or after i that a JSON string
+// cannot hold as it is (a quote, a backslash or a control character), or len(b).
+func skipPlain(b []byte, i int) int {
+	// Eight bytes at a time first: a word holds such a byte if and only if one of its
+	// bytes is below 0x20 or equal to '"' or '\\', which the usual bit tricks test
+	// without a branch per byte. A word that may hold one goes to the loop below.
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		quote, backslash := w^(ones*'"'), w^(ones*'\\')
+		if ((w-ones*0x20)&^w|(quote-ones)&^quote|(backslash-ones)&^backslash)&highs != 0 {
+			break
+		}
+	}
+	for i < len(b) && plainStringByte[b[i]] {
+		i++
+	}
+	return i
+}
+
 func scanString(b []byte, i int) (int, error) {
 	start := i
 	i++ // opening quote
 	for i < len(b) {
-		for i < len(b) && plainStringByte[b[i]] {
-			i++
-		}
+		i = skipPlain(b, i)
 		if i >= len(b) {
 			break
 		}
@@ -250,5 +285,75 @@ func appendJSONString(b []byte, s string) []byte {
 			b = append(b, c)
 		}
 	}
+	return append(b, '"')
+}
+
+// appendCompact appends src to dst without the white space between tokens, as
+// json.Compact does. src must be valid JSON: scanned by scanJSON or scanValue.
+func appendCompact(dst, src []byte) []byte {
+	start := 0
+	for i := 0; i < len(src); i++ {
+		switch c := src[i]; {
+		case c == '"':
+			end, _ := scanString(src, i) // cannot fail: src is valid JSON
+			i = end - 1
+		case isSpace(c):
+			dst = append(dst, src[start:i]...)
+			start = i + 1
+		}
+	}
+	return append(dst, src[start:]...)
+}
+
+// appendMarshaledString appends s as json.Marshal writes a string: the quote, the
+// backslash and control characters escaped, <, > and & as \u003c, \u003e and \u0026,
+// U+2028 and U+2029 as escapes, and each byte of invalid UTF-8 as \ufffd.
+func appendMarshaledString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
 	return append(b, '"')
 }

@@ -226,3 +226,79 @@ func TestAppendJSONString(t *testing.T) {
 		}
 	})
 }
+
+func TestAppendCompactMatchesEncodingJSON(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		b := []byte(genJSON(rt, 4))
+		var want bytes.Buffer
+		if err := json.Compact(&want, b); err != nil {
+			rt.Fatalf("json.Compact(%q) = %v", b, err)
+		}
+		if got := appendCompact([]byte("x"), b); string(got) != "x"+want.String() {
+			rt.Fatalf("appendCompact(x, %q) = %q, want x%q", b, got, want.Bytes())
+		}
+	})
+}
+
+func TestScanValueStopsAfterTheValue(t *testing.T) {
+	tests := []struct {
+		in     string
+		at     int
+		end    int
+		spaced bool
+	}{
+		{`{"a":1}, "b"`, 0, 7, false},
+		{`x: { "a" : [1] } }`, 2, 16, true},
+		{`[1,2]]`, 0, 5, false},
+		{`"s" ,`, 0, 3, false},
+		{`12.5e3}`, 0, 6, false},
+		{` null `, 0, 5, true},
+	}
+	for _, tt := range tests {
+		end, spaced, err := scanValue([]byte(tt.in), tt.at, maxJSONDepth)
+		if err != nil || end != tt.end || spaced != tt.spaced {
+			t.Errorf("scanValue(%q, %d) = %d, %v, %v; want %d, %v, nil", tt.in, tt.at, end, spaced, err, tt.end, tt.spaced)
+		}
+	}
+	if _, _, err := scanValue([]byte(`{"a":`), 0, maxJSONDepth); err == nil {
+		t.Error(`scanValue({"a":) accepted a truncated object`)
+	}
+}
+
+func TestAppendMarshaledStringMatchesEncodingJSON(t *testing.T) {
+	check := func(t interface {
+		Helper()
+		Fatalf(string, ...any)
+	}, s string) {
+		t.Helper()
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatalf("json.Marshal(%q) = %v", s, err)
+		}
+		if got := appendMarshaledString([]byte("x"), s); string(got) != "x"+string(want) {
+			t.Fatalf("appendMarshaledString(x, %q) = %s, want x%s", s, got, want)
+		}
+	}
+	for _, s := range []string{"", "plain", `"\`, "<a href='x'>&amp;</a>", "\b\f\n\r\t\x00\x01\x1f\x7f",
+		"\u2028\u2029", "é🔥", "\xff", "a\xe2\x80", "\xed\xa0\x80", "\ufffd"} {
+		check(t, s)
+	}
+	rapid.Check(t, func(rt *rapid.T) {
+		check(rt, rapid.String().Draw(rt, "s"))
+		check(rt, string(rapid.SliceOf(rapid.Byte()).Draw(rt, "bytes")))
+	})
+}
+
+func TestSkipPlainMatchesByteLoop(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		b := rapid.SliceOfN(rapid.SampledFrom([]byte("ab \x00\x1f\x20\"\\\x7f\x80\xff")), 0, 40).Draw(rt, "b")
+		i := rapid.IntRange(0, len(b)).Draw(rt, "i")
+		want := i
+		for want < len(b) && plainStringByte[b[want]] {
+			want++
+		}
+		if got := skipPlain(b, i); got != want {
+			rt.Fatalf("skipPlain(%q, %d) = %d, want %d", b, i, got, want)
+		}
+	})
+}
