@@ -307,7 +307,7 @@ func (r *run) commitLoop() {
 				continue
 			}
 			n := 1
-			for n < len(batch) && batch[n].Outcome != backend.Release {
+			for n < len(batch) && n < settleChunk && batch[n].Outcome != backend.Release {
 				n++
 			}
 			if given := r.apply(batch[:n]); given != nil {
@@ -327,6 +327,11 @@ func (r *run) commitLoop() {
 		r.done(1)
 	}
 }
+
+// settleChunk bounds the settlements one Settle call carries: the window's room comes
+// back as each call returns, so the fetcher can pull again while later settlements are
+// still being written, instead of waiting for a whole window to settle.
+const settleChunk = 256
 
 // apply settles a batch in order and handles a refusal by the EnqueueFailure mode. It
 // returns the deliveries to give back after a fatal failure, oldest first.

@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -83,6 +84,7 @@ func runChain(b *testing.B, srv *redistest.Server, roots, workers int) {
 		var seen atomic.Int64
 		var spines []*spine.Spine
 		var stores []*necroredis.Backend
+		var timers []*timed
 		stop := sync.OnceFunc(func() {
 			for _, sp := range spines {
 				sp.Stop()
@@ -93,7 +95,9 @@ func runChain(b *testing.B, srv *redistest.Server, roots, workers int) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			sp, err := spine.New(st, chainMounts(&seen, int64(roots), stop), spine.Config{Window: benchWindow})
+			tb := &timed{Backend: st}
+			timers = append(timers, tb)
+			sp, err := spine.New(tb, chainMounts(&seen, int64(roots), stop), spine.Config{Window: benchWindow})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -119,13 +123,19 @@ func runChain(b *testing.B, srv *redistest.Server, roots, workers int) {
 		for _, st := range stores {
 			_ = st.Close()
 		}
+		for _, tb := range timers {
+			b.Logf("pull %v in %d calls (%d), settle %v in %d calls (%d)", time.Duration(tb.pullNs.Load()), tb.pulls.Load(), tb.pulled.Load(), time.Duration(tb.settleNs.Load()), tb.settles.Load(), tb.settled.Load())
+		}
 		handled += int64(3 * roots)
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(handled)/b.Elapsed().Seconds(), "events/s")
 }
 
-// benchWindow is the Spine window of the benchmark; zero is the default.
-var benchWindow = 0
+// benchWindow is the Spine window of the benchmark; -window changes it. Zero is the
+// default window.
+var benchWindow int
 
-var _ = time.Second
+func init() {
+	flag.IntVar(&benchWindow, "window", benchWindow, "Spine window of the chain benchmark")
+}

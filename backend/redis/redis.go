@@ -279,7 +279,7 @@ func (b *Backend) read(ctx context.Context, n int, block time.Duration) ([]backe
 		return b.accept(ctx, msgs), err
 	}
 	args := &goredis.XReadGroupArgs{Group: b.cfg.Group, Consumer: b.cfg.Consumer,
-		Streams: []string{b.cfg.Stream, ">"}, Count: int64(n), Block: block}
+		Streams: []string{b.cfg.Stream, ">"}, Count: int64(min(n, readBatch)), Block: block}
 	streams, err := b.rdb.XReadGroup(ctx, args).Result()
 	if b.noGroup(ctx, err) {
 		streams, err = b.rdb.XReadGroup(ctx, args).Result()
@@ -785,3 +785,7 @@ func splitID(id string) (ms, seq uint64) {
 }
 
 func nowText() string { return time.Now().UTC().Format(necro.TimestampLayout) }
+
+// readBatch caps one XREADGROUP: smaller reads reach the handlers sooner, and keep the
+// Spine's pipeline flowing rather than moving in bursts.
+const readBatch = 512
