@@ -276,7 +276,14 @@ func (b *Backend) read(ctx context.Context, n int, block time.Duration) ([]backe
 		msgs, err = b.claim(ctx, n)
 	}
 	if err != nil || len(msgs) > 0 {
-		return b.accept(ctx, msgs), err
+		ds := b.accept(ctx, msgs)
+		if len(ds) > 0 {
+			// Entries of this process claimed back (after a refresh came late) are
+			// skipped by accept: only the others were recovered.
+			b.counts.recovered.Add(int64(len(ds)))
+			b.log.InfoContext(ctx, "claimed the pending entries of a stopped consumer", slog.Int("entries", len(ds)))
+		}
+		return ds, err
 	}
 	args := &goredis.XReadGroupArgs{Group: b.cfg.Group, Consumer: b.cfg.Consumer,
 		Streams: []string{b.cfg.Stream, ">"}, Count: int64(min(n, readBatch)), Block: block}
@@ -374,10 +381,6 @@ func (b *Backend) claim(ctx context.Context, n int) ([]message, error) {
 		b.claimAt = time.Now().Add(b.claimEvery())
 	}
 	b.mu.Unlock()
-	if len(msgs) > 0 {
-		b.counts.recovered.Add(int64(len(msgs)))
-		b.log.InfoContext(ctx, "claimed the pending entries of a stopped consumer", slog.Int("entries", len(msgs)))
-	}
 	return msgs, nil
 }
 
@@ -643,9 +646,9 @@ func (b *Backend) settleRemote(ctx context.Context, batch []backend.Settlement, 
 	if err != nil {
 		return 0, err
 	}
-	if res.applied == len(batch) || (res.resent && res.applied == 0 && res.status == "GONE") {
-		// All applied; or a retry found the first entry acknowledged already: the
-		// attempt whose reply was lost applied the whole batch, atomically.
+	if res.applied == len(batch) || (res.resent && res.applied == 0 && res.status == "GONE" && b.appliedBefore(ctx, batch, hs)) {
+		// All applied; or a retry found the batch acknowledged already: the attempt
+		// whose reply was lost applied the whole batch, atomically.
 		b.counts.deadLettered.Add(int64(dead))
 		b.counts.dlqTrimmed.Add(res.dlqTrimmed)
 		if delayed {
@@ -663,6 +666,26 @@ func (b *Backend) settleRemote(ctx context.Context, batch []backend.Settlement, 
 		b.mu.Unlock()
 	}
 	return res.applied, res.err(b, res.applied)
+}
+
+// appliedBefore tells, for a settle script sent again after its reply was lost and
+// finding its first entry acknowledged, whether the lost attempt applied the batch: then
+// the batch's last acked entry is pending nowhere either. If it is still pending, the
+// first entry was acknowledged by another consumer that had claimed it, and the rest of
+// the batch is still to be applied.
+func (b *Backend) appliedBefore(ctx context.Context, batch []backend.Settlement, hs []*holding) bool {
+	last := -1
+	for i, st := range batch {
+		if st.Outcome == backend.Ack {
+			last = i
+		}
+	}
+	if last <= 0 {
+		return last == 0
+	}
+	p, err := b.rdb.XPendingExt(ctx, &goredis.XPendingExtArgs{Stream: b.cfg.Stream, Group: b.cfg.Group,
+		Start: hs[last].id, End: hs[last].id, Count: 1}).Result()
+	return err == nil && len(p) == 0
 }
 
 // nudge tells the maintenance loop that a retry was scheduled.

@@ -164,6 +164,7 @@ func (s *Server) start(bin string) {
 	}
 	args = append(args, s.cfg.Args...)
 	cmd := exec.Command(bin, args...)
+	dieWithParent(cmd)
 	// Errors in the arguments go to stderr, not to the log file.
 	out, err := os.Create(filepath.Join(s.dir, "redis.out"))
 	if err != nil {
