@@ -16,10 +16,10 @@
 //
 // # Guarantees
 //
-// Delivery is at least once. Settle runs one Lua script per batch: it checks that this
-// consumer still holds each delivery, adds the children, the due retries and the dead
-// letters, and only then acknowledges the parent, so a crash never leaves a parent
-// acknowledged without its children. The Spine derives the ids of children from their
+// Delivery is at least once. Settle runs one Lua script per batch: for each delivery
+// it acknowledges the entry — XACK's answer says whether it was still pending; if not,
+// nothing is written — and adds the children, the due retries and the dead letters. A
+// script is atomic, so a crash never leaves a parent acknowledged without its children. The Spine derives the ids of children from their
 // parent ([necro.DeriveID]), so a handle repeated after a crash emits the same ids.
 //
 // A worker that dies holding deliveries leaves them pending; after [Config.ClaimAfter]

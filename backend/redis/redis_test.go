@@ -107,3 +107,46 @@ func TestCloseHandsBackReleased(t *testing.T) {
 		t.Errorf("PendingRecovered = %d, want 2", m.PendingRecovered)
 	}
 }
+
+// A worker with a stable consumer name takes back the entries its previous process left
+// pending, at once and first in line, instead of waiting ClaimAfter for a claim.
+func TestStableConsumerTakesBackOwnPending(t *testing.T) {
+	srv := redistest.Start(t, redistest.Config{})
+	cfg := necroredis.Config{Stream: unique("necro:test:"), Group: unique("g-"), Consumer: "worker-1", ClaimAfter: time.Hour}
+	before := open(t, srv, cfg)
+	evs := make([]necro.Event, 3)
+	for i := range evs {
+		var err error
+		if evs[i], err = necro.NewEvent("own", map[string]any{"i": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := before.Enqueue(t.Context(), evs...); err != nil {
+		t.Fatal(err)
+	}
+	if ds, err := before.Pull(t.Context(), 2); err != nil || len(ds) != 2 {
+		t.Fatalf("Pull(2) = %d deliveries, %v", len(ds), err)
+	}
+	if err := before.Close(); err != nil { // the two stay pending to worker-1
+		t.Fatal(err)
+	}
+	after := open(t, srv, cfg)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	ds, err := after.Pull(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 3 {
+		t.Fatalf("first Pull after the restart handed out %d deliveries, want 3", len(ds))
+	}
+	for i, d := range ds {
+		want := 1 // the entry never read comes after the two taken back
+		if i < 2 {
+			want = 2
+		}
+		if d.Event.ID() != evs[i].ID() || d.Deliveries < want {
+			t.Errorf("delivery %d = %s with Deliveries %d, want %s with at least %d", i, d.Event.ID(), d.Deliveries, evs[i].ID(), want)
+		}
+	}
+}
