@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -30,26 +29,10 @@ func open(t *testing.T, srv *redistest.Server, cfg necroredis.Config) *necroredi
 	if cfg.URL == "" {
 		cfg.URL = srv.URL()
 	}
-	if cfg.Stream == "" {
-		cfg.Stream = unique("necro:test:")
-	}
-	if cfg.Group == "" {
-		cfg.Group = unique("test-group-")
-	}
-	if cfg.Block == 0 {
-		cfg.Block = 20 * time.Millisecond
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	b, err := necroredis.Open(ctx, cfg)
+	b, err := connOpen(t, cfg)
 	if err != nil {
 		t.Fatalf("Open(%s) = %v", cfg.Stream, err)
 	}
-	t.Cleanup(func() {
-		if err := b.Close(); err != nil && !errors.Is(err, backend.ErrClosed) {
-			t.Errorf("Close() = %v", err)
-		}
-	})
 	return b
 }
 
