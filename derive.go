@@ -27,16 +27,7 @@ func deriveID(b *[36]byte, parentID, organ string, index int) {
 	buf = append(buf, organ...)
 	buf = binary.AppendUvarint(buf, uint64(index))
 	sum := sha256.Sum256(buf)
-	hi, lo := binary.BigEndian.Uint64(sum[:8]), binary.BigEndian.Uint64(sum[8:16])
-	hi = hi&^(0xf<<12) | 0x4<<12 // version 4, so that every reader accepts it
-	lo = lo&^(0x3<<62) | 0x2<<62 // RFC 4122 variant
-	for i := 0; i < 8; i++ {
-		c := byte(hi >> (56 - 8*i))
-		b[idPos[i]], b[idPos[i]+1] = hexDigits[c>>4], hexDigits[c&0x0f]
-		c = byte(lo >> (56 - 8*i))
-		b[idPos[i+8]], b[idPos[i+8]+1] = hexDigits[c>>4], hexDigits[c&0x0f]
-	}
-	b[8], b[13], b[18], b[23] = '-', '-', '-', '-'
+	formatUUIDv4(b, binary.BigEndian.Uint64(sum[:8]), binary.BigEndian.Uint64(sum[8:16]))
 }
 
 // EmittedBy returns ev stamped as the index-th event organ emitted while handling parent:
@@ -44,12 +35,9 @@ func deriveID(b *[36]byte, parentID, organ string, index int) {
 // [Draft] without an ID), the id [DeriveID] gives. An id the caller chose is kept. The
 // Spine calls it on every event an organ emits.
 func (ev Event) EmittedBy(parent Event, organ string, index int) Event {
-	c := ev.ChildOf(parent)
+	c := ev.ChildOf(parent) // a fresh copy, unless ev or parent is the zero Event
 	if c.e == nil || parent.e == nil || !c.e.generatedID() {
 		return c
-	}
-	if c.e == ev.e { // ChildOf returned ev itself; never write into a shared event
-		c.e = ev.e.clone()
 	}
 	deriveID(&c.e.idBuf, parent.e.id, organ, index)
 	return c

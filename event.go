@@ -657,6 +657,12 @@ func newID(b *[36]byte) {
 	g := idSources.Get().(*rand.ChaCha8)
 	hi, lo := g.Uint64(), g.Uint64()
 	idSources.Put(g)
+	formatUUIDv4(b, hi, lo)
+}
+
+// formatUUIDv4 writes the 128 bits hi, lo into b as a canonical lowercase UUID, with
+// the version (4) and variant bits set over the bits given.
+func formatUUIDv4(b *[36]byte, hi, lo uint64) {
 	hi = hi&^(0xf<<12) | 0x4<<12 // version 4
 	lo = lo&^(0x3<<62) | 0x2<<62 // RFC 4122 variant
 	for i := 0; i < 8; i++ {

@@ -47,7 +47,7 @@ func (ev Event) Retry(attempt int, organs ...string) Event {
 // must point into the copy's buffer, or every copy would keep the original alive.
 func (e *event) clone() *event {
 	c := *e
-	if len(e.id) == len(e.idBuf) && unsafe.StringData(e.id) == &e.idBuf[0] {
+	if e.generatedID() {
 		c.id = unsafe.String(&c.idBuf[0], len(c.idBuf))
 	}
 	return &c

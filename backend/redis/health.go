@@ -29,11 +29,15 @@ type Metrics struct {
 	Reconnections    int64 // connections made again after one was lost
 	SettleRetries    int64 // settle scripts sent again after Redis could not be reached
 	ForgotConsumers  int64 // idle consumers without pending entries removed from the group
+	// Failures counts background work that failed and is tried again later: refreshing
+	// held entries, trimming, moving due retries, dead-lettering poison entries. Each
+	// first failure of a kind is logged; failed Pulls and Settles go to the caller.
+	Failures int64
 }
 
 type counters struct {
 	enqueued, pulled, acked, nacked, released, deadLettered, poison, recovered,
-	deletedPending, trimmed, dlqTrimmed, reconnections, settleRetries, forgot atomic.Int64
+	deletedPending, trimmed, dlqTrimmed, reconnections, settleRetries, forgot, failures atomic.Int64
 }
 
 // Metrics returns the counters.
@@ -44,7 +48,7 @@ func (b *Backend) Metrics() Metrics {
 		Released: c.released.Load(), DeadLettered: c.deadLettered.Load(), Poison: c.poison.Load(),
 		PendingRecovered: c.recovered.Load(), DeletedPending: c.deletedPending.Load(), Trimmed: c.trimmed.Load(),
 		DeadLettersTrim: c.dlqTrimmed.Load(), Reconnections: c.reconnections.Load(),
-		SettleRetries: c.settleRetries.Load(), ForgotConsumers: c.forgot.Load(),
+		SettleRetries: c.settleRetries.Load(), ForgotConsumers: c.forgot.Load(), Failures: c.failures.Load(),
 	}
 }
 

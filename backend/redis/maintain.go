@@ -38,6 +38,7 @@ func (b *Backend) maintain() {
 			}
 			return
 		}
+		b.counts.failures.Add(1)
 		if !failing[what] && !b.closed.Load() {
 			failing[what] = true
 			b.log.WarnContext(ctx, what+" failed; trying again", slog.Any("err", err))

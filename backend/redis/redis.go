@@ -93,7 +93,6 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		cursor:  "0-0",
 	}
 	b.conn = &connWatch{b: b}
-	opt.OnConnect = nil
 	opt.ConnMaxIdleTime = -1 // a connection found dead in the pool is then always a lost one
 	b.rdb = goredis.NewClient(opt)
 	b.rdb.AddHook(b.conn)
@@ -487,6 +486,7 @@ func (b *Backend) deadLetterPoison(ctx context.Context, ps []poisoned) {
 		err = res.err(b, len(ps))
 	}
 	if err != nil {
+		b.counts.failures.Add(1)
 		b.log.ErrorContext(ctx, "dead-lettering poison entries failed; they stay pending and are claimed again later",
 			slog.Int("entries", len(ps)), slog.Any("err", err))
 		return

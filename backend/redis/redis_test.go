@@ -133,3 +133,20 @@ func TestStableConsumerTakesBackOwnPending(t *testing.T) {
 		}
 	}
 }
+
+// Background work that fails while Redis is away is counted, not only logged.
+func TestBackgroundFailuresAreCounted(t *testing.T) {
+	srv := redistest.Start(t, redistest.Config{})
+	b := open(t, srv, necroredis.Config{})
+	if got := b.Metrics().Failures; got != 0 {
+		t.Fatalf("Failures = %d before anything failed", got)
+	}
+	srv.Kill()
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Metrics().Failures == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("Failures still 0 five seconds after Redis was killed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
