@@ -5,6 +5,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/necrostack/necro"
+	"github.com/necrostack/necro/telemetry"
 )
 
 // handleCtx is the ctx of one Handle call. It is cheaper than context.WithDeadline on
@@ -15,6 +18,9 @@ type handleCtx struct {
 	parent   context.Context
 	deadline time.Time
 	index    int // the item's index in its batch
+	ev       necro.Event
+	organ    string
+	span     telemetry.Span // the call's process span; the zero Span when tracing is off
 
 	expired atomic.Uint32 // 0 live, 1 deadline passed, 2 canceled
 	stuck   atomic.Bool   // reported to the coordinator as stuck
@@ -49,7 +55,14 @@ func (c *handleCtx) Err() error {
 	return nil
 }
 
-func (c *handleCtx) Value(key any) any { return c.parent.Value(key) }
+// Value answers the flow key with the event and organ of the call, built only when
+// asked (by a log line), so that a Handle call costs no allocation for it.
+func (c *handleCtx) Value(key any) any {
+	if telemetry.IsFlowKey(key) {
+		return telemetry.Flow{Event: c.ev, Organ: c.organ}
+	}
+	return c.parent.Value(key)
+}
 
 // expire ends the ctx with reason 1 (deadline) or 2 (canceled); the first reason wins.
 func (c *handleCtx) expire(reason uint32) {

@@ -11,6 +11,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/necrostack/necro"
+	"github.com/necrostack/necro/telemetry"
 )
 
 // Config tunes a [Host]. The zero value is ready to use; each field states its default.
@@ -24,6 +25,10 @@ type Config struct {
 	AbandonAfter time.Duration
 	// Logger receives the host's and protoactor's logs; nil discards them.
 	Logger *slog.Logger
+	// Telemetry records a process span per Handle call; nil records nothing.
+	Telemetry *telemetry.Recorder
+	// Destination names the queue the events come from, for the spans' attributes.
+	Destination telemetry.Destination
 }
 
 // DefaultHandlerTimeout is the handler timeout when Config.HandlerTimeout is zero.
@@ -46,6 +51,9 @@ func (c Config) withDefaults() Config {
 type Item struct {
 	Seq   uint64
 	Event necro.Event
+	// Quarantined says the item waited for its organ to come out of quarantine; its
+	// process span notes it.
+	Quarantined bool
 }
 
 // A Result is what one Handle call gave for the item with the same Seq.
@@ -54,6 +62,11 @@ type Result struct {
 	Children []necro.Event
 	Err      error
 	Duration time.Duration
+	// Span is the call's process span, still open: the coordinator records what
+	// became of the event and ends it. The zero Span when tracing is off.
+	Span telemetry.Span
+	// Abandoned marks the result of a call given up on after its deadline.
+	Abandoned bool
 }
 
 // Ready tells the coordinator that an organ's actor has started (first start, restart,
@@ -234,7 +247,12 @@ func (h *Host) Abandon(st Stuck) (results []Result, rest []Item, ok bool) {
 	s := h.slots[st.Organ]
 	s.abandoned.Add(1)
 	results = append(results, w.claim(st.index)...)
-	results = append(results, Result{Seq: st.Seq, Err: s.timeoutErr(), Duration: s.timeout + h.cfg.AbandonAfter})
+	var span telemetry.Span
+	if hc := w.cur.Load(); hc != nil && hc.index == st.index {
+		span = hc.span // the abandoned call never touches its span again: the state CAS gave it up
+	}
+	results = append(results, Result{Seq: st.Seq, Err: s.timeoutErr(), Duration: s.timeout + h.cfg.AbandonAfter,
+		Span: span, Abandoned: true})
 	rest = w.items[st.index+1:]
 	delete(h.byPID, s.pid.Id)
 	s.active.Store(nil)

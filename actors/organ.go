@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -67,14 +68,21 @@ func (a *organActor) handleBatch(ctx actor.Context, w *work) {
 			return
 		}
 		hc := &ctxs[i]
-		hc.parent, hc.deadline, hc.index = a.h.base, start.Add(timeout), i
+		hc.parent, hc.deadline, hc.index, hc.ev, hc.organ = a.h.base, start.Add(timeout), i, it.Event, a.slot.name
+		var hctx context.Context = hc
+		if tel := a.h.cfg.Telemetry; tel.Tracing() {
+			hctx, hc.span = tel.Process(hc, &a.h.cfg.Destination, it.Event, a.slot.name, start)
+			if it.Quarantined {
+				hc.span.Note("necro.quarantined", "the organ was quarantined; the event waited")
+			}
+		}
 		w.cur.Store(hc)
-		children, err := a.handleOne(hc, it.Event)
+		children, err := a.handleOne(hctx, it.Event)
 		if hc.expired.Load() == 1 {
 			children, err = nil, a.slot.timeoutErr()
 		}
 		end := time.Now()
-		w.results[i] = Result{Seq: it.Seq, Children: children, Err: err, Duration: end.Sub(start)}
+		w.results[i] = Result{Seq: it.Seq, Children: children, Err: err, Duration: end.Sub(start), Span: hc.span}
 		start = end
 		if !w.state.CompareAndSwap(int64(i), int64(i+1)) {
 			// The coordinator abandoned this call while it ran; the batch is no longer ours.
@@ -117,11 +125,11 @@ func (w *work) claim(upto int) []Result {
 }
 
 // handleOne calls Handle and turns a panic into a *necro.PanicError with the stack.
-func (a *organActor) handleOne(hc *handleCtx, ev necro.Event) (children []necro.Event, err error) {
+func (a *organActor) handleOne(ctx context.Context, ev necro.Event) (children []necro.Event, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = &necro.PanicError{Value: r, Stack: debug.Stack()}
 		}
 	}()
-	return a.o.Handle(hc, ev)
+	return a.o.Handle(ctx, ev)
 }

@@ -140,3 +140,30 @@ type Idler interface {
 type DeadLetterReader interface {
 	DeadLetters(ctx context.Context, max int) ([]DeadLetter, error)
 }
+
+// A Describer names a store for telemetry: the messaging attributes of spans and the
+// labels of metrics.
+type Describer interface {
+	Describe() Description
+}
+
+// A Description names a store.
+type Description struct {
+	System string // the kind of store: "memory", "redis"
+	Name   string // the queue: a stream name, "memory" for the in-process queue
+	Group  string // the consumer group; empty when the store has none
+}
+
+// A Reporter reports a store's levels for metrics. Report may ask a remote store and is
+// called at each metrics collection, not on the hot path.
+type Reporter interface {
+	Report(ctx context.Context) Report
+}
+
+// A Report is what a [Reporter] tells. A level of -1 means the store cannot tell.
+type Report struct {
+	QueueDepth    int64 // events waiting to be handed out
+	Pending       int64 // events handed out and not settled, by every consumer
+	DeadLetters   int64 // dead letters held
+	Reconnections int64 // connections made again after one was lost; -1 for a store without connections
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/necrostack/necro/supervision"
+	"github.com/necrostack/necro/telemetry"
 )
 
 // Unlimited turns off a bound that is otherwise on by default.
@@ -145,8 +146,15 @@ type Config struct {
 	// organ it does not name uses them as they are.
 	Organs map[string]OrganPolicy
 
-	// Logger receives the Spine's logs; nil discards them.
+	// Logger receives the Spine's logs; nil discards them. Wrap its handler with
+	// telemetry.NewLogHandler to have each line about an event carry the flow's ids.
 	Logger *slog.Logger
+	// Telemetry records traces and metrics; nil records nothing. Spans: a receive span
+	// per pull, a process span per (event, organ) whose parent is the event's creation
+	// context, with what became of the event; the children are created in it. Metrics:
+	// the counters of [Stats], handle durations, end-to-end latency and the store's
+	// levels.
+	Telemetry *telemetry.Recorder
 }
 
 // An OrganPolicy overrides the Spine's failure settings for one organ. Zero fields keep

@@ -11,6 +11,7 @@ import (
 	"github.com/necrostack/necro/actors"
 	"github.com/necrostack/necro/backend"
 	"github.com/necrostack/necro/supervision"
+	"github.com/necrostack/necro/telemetry"
 )
 
 // coordinator is the Spine actor's state. Only the coordinator's goroutine touches it:
@@ -57,6 +58,13 @@ type record struct {
 }
 
 type quarantineOver struct{ organ int }
+
+// markQuarantined marks the items waiting for the organ, whose process spans note it.
+func (o *organState) markQuarantined() {
+	for i := range o.queue {
+		o.queue[i].Quarantined = true
+	}
+}
 
 func newCoordinator(r *run) *coordinator {
 	size := uint64(1)
@@ -126,8 +134,9 @@ func (c *coordinator) admit(ds []backend.Delivery) {
 		}
 		for _, o := range organs {
 			og := &c.organs[o]
-			og.queue = append(og.queue, actors.Item{Seq: seq, Event: d.Event})
-			if og.held || og.benched {
+			quarantined := og.held || og.benched
+			og.queue = append(og.queue, actors.Item{Seq: seq, Event: d.Event, Quarantined: quarantined})
+			if quarantined {
 				c.r.stats.quarantineWaits.Add(1)
 			}
 			if c.debug {
@@ -165,6 +174,7 @@ func (c *coordinator) dispatch() {
 
 func (c *coordinator) done(m *actors.Done) {
 	if c.aborted {
+		endReleased(m.Results)
 		return
 	}
 	o := &c.organs[m.Organ]
@@ -214,6 +224,7 @@ func (c *coordinator) crashed(m actors.Crashed) {
 		c.r.health.set("organ "+o.name+" quarantined: restart intensity exceeded", true)
 		st.quarantines.Add(1)
 		st.quarantineWaits.Add(int64(len(o.queue)))
+		o.markQuarantined()
 		c.log.ErrorContext(c.r.ctx, "organ quarantined: restart intensity exceeded", attrs...)
 	} else {
 		c.log.WarnContext(c.r.ctx, "organ panicked; restarting", attrs...)
@@ -241,6 +252,7 @@ func (c *coordinator) stuck(m actors.Stuck) {
 		c.r.health.set("organ "+o.name+" quarantined: too many abandoned handlers", true)
 		st.quarantines.Add(1)
 		st.quarantineWaits.Add(int64(len(o.queue)))
+		o.markQuarantined()
 		delay := c.r.cfg.Restart.Quarantine
 		if delay <= 0 {
 			delay = 5 * time.Second
@@ -290,44 +302,67 @@ func (c *coordinator) settle(rec *record, now time.Time) backend.Settlement {
 		return st
 	}
 	maxDepth, maxFanOut := limit(cfg.MaxDepth), limit(cfg.MaxFanOut)
+	tel := cfg.Telemetry
 	for i, organ := range rec.organs {
 		res := rec.results[i]
 		name := c.organs[organ].name
+		span := res.Span
 		err := res.Err
+		if res.Abandoned {
+			span.Note("necro.abandoned", "the handler ignored its deadline; its organ went on with a fresh actor")
+		}
 		if err == nil {
 			err = checkChildren(res.Children, maxFanOut)
 			if err != nil {
 				stats.fanOutExceeded.Add(1)
+				span.Note("necro.budget_exceeded", "fan-out budget exceeded")
 			}
+		}
+		if tel.Metering() {
+			tel.Handled(span.Context(c.r.ctx), ev, name, res.Duration, err)
 		}
 		if err == nil {
 			if ev.Attempt() > 1 || rec.d.Deliveries > 1 {
 				c.r.s.tracker.Forget(ev.ID(), name)
 			}
+			var tc necro.TraceContext
+			if len(res.Children) > 0 {
+				tc = span.TraceContext() // the children are created in the span that emitted them
+			}
 			for j, child := range res.Children {
-				child = child.EmittedBy(ev, name, j)
+				child = child.EmittedIn(tc, ev, name, j)
 				if child.Depth() > maxDepth {
 					stats.depthExceeded.Add(1)
+					span.Note("necro.budget_exceeded", "depth budget exceeded")
 					st.DeadLetters = append(st.DeadLetters, backend.DeadLetter{Event: child, Organ: name, Attempts: 0,
 						Error: necro.ErrDepthBudgetExceeded.Error(), Reason: "depth budget exceeded", At: now, Receipt: rec.d.Receipt})
 					continue
 				}
 				c.children = append(c.children, child)
 			}
+			span.Settled("ack", "")
+			span.End(res.Duration, len(res.Children))
 			continue
 		}
-		c.failed(&st, rec, organ, err, now)
+		span.Fail(err)
+		c.failed(&st, rec, organ, err, now, span)
+		span.End(res.Duration, 0)
 	}
 	if len(c.children) > first {
 		st.Children = c.children[first:len(c.children):len(c.children)]
+	}
+	if tel.Metering() {
+		tel.Latency(c.r.ctx, ev, now)
 	}
 	return st
 }
 
 // failed decides the retry or the terminal mode of one failed (event, organ).
-func (c *coordinator) failed(st *backend.Settlement, rec *record, index int, err error, now time.Time) {
+func (c *coordinator) failed(st *backend.Settlement, rec *record, index int, err error, now time.Time, span telemetry.Span) {
 	ev := rec.d.Event
 	organ := c.organs[index].name
+	// The lines logged about this failure carry the flow's ids and the span's.
+	ctx := span.Context(telemetry.WithFlow(c.r.ctx, telemetry.Flow{Event: ev, Organ: organ}))
 	stats := c.r.stats
 	stats.handlerError(organ)
 	var pe *necro.PanicError
@@ -341,7 +376,8 @@ func (c *coordinator) failed(st *backend.Settlement, rec *record, index int, err
 	seed := supervision.Seed(ev.ID())
 	d := c.r.s.retry[index].Decide(attempts, err, seed)
 	if d.Retry {
-		c.log.WarnContext(c.r.ctx, "organ failed; retrying", slog.String("organ", organ), slog.String("event_id", ev.ID()),
+		span.Retrying(attempts+1, d.Delay)
+		c.log.WarnContext(ctx, "organ failed; retrying", slog.String("organ", organ), slog.String("event_id", ev.ID()),
 			slog.String("event_type", ev.Type()), slog.String("correlation_id", ev.Correlation()),
 			slog.Int("attempt", attempts), slog.Duration("delay", d.Delay), slog.Any("err", err))
 		at := now.Add(d.Delay)
@@ -354,16 +390,19 @@ func (c *coordinator) failed(st *backend.Settlement, rec *record, index int, err
 	switch c.r.cfg.HandlerFailure {
 	case HandlerDeadLetter:
 		c.r.s.tracker.Forget(ev.ID(), organ)
+		span.Settled("dead_letter", d.Reason)
 		st.DeadLetters = append(st.DeadLetters, backend.DeadLetter{Event: ev, Organ: organ, Attempts: attempts,
 			Error: err.Error(), Reason: d.Reason, At: now, Receipt: rec.d.Receipt})
 	case HandlerLog:
 		c.r.s.tracker.Forget(ev.ID(), organ)
-		c.log.ErrorContext(c.r.ctx, "event given up; acked", slog.String("organ", organ), slog.String("event_id", ev.ID()),
+		span.Settled("given_up", d.Reason)
+		c.log.ErrorContext(ctx, "event given up; acked", slog.String("organ", organ), slog.String("event_id", ev.ID()),
 			slog.String("reason", d.Reason), slog.Any("err", err))
 	case HandlerNack:
 		st.Outcome = backend.Nack
 		st.Targets = append(st.Targets, organ)
-		c.log.WarnContext(c.r.ctx, "event nacked", slog.String("organ", organ), slog.String("event_id", ev.ID()),
+		span.Settled("nack", d.Reason)
+		c.log.WarnContext(ctx, "event nacked", slog.String("organ", organ), slog.String("event_id", ev.ID()),
 			slog.Int("attempt", attempts), slog.String("reason", d.Reason), slog.Any("err", err))
 	}
 }
@@ -390,11 +429,21 @@ func (c *coordinator) abort() {
 	for seq := c.commitSeq; seq < c.nextSeq; seq++ {
 		rec := &c.ring[seq&c.mask]
 		rel = append(rel, backend.Settlement{Delivery: rec.d, Outcome: backend.Release})
+		endReleased(rec.results)
 		rec.used = false
 	}
 	c.commitSeq = c.nextSeq
 	if len(rel) > 0 {
 		c.r.commits.push(rel)
+	}
+}
+
+// endReleased ends the process spans of handlings whose event goes back to the backend
+// unsettled, to be handled again.
+func endReleased(results []actors.Result) {
+	for _, res := range results {
+		res.Span.Settled("release", "")
+		res.Span.End(res.Duration, 0)
 	}
 }
 

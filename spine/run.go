@@ -12,6 +12,7 @@ import (
 	"github.com/necrostack/necro/actors"
 	"github.com/necrostack/necro/backend"
 	"github.com/necrostack/necro/supervision"
+	"github.com/necrostack/necro/telemetry"
 )
 
 // run is one Run or Serve: a fetcher goroutine, the coordinator (on the actor host), a
@@ -22,6 +23,7 @@ type run struct {
 	cfg     Config
 	b       backend.Backend
 	log     *slog.Logger
+	tel     *telemetry.Recorder
 	stats   *counters
 	health  *healthBox
 	bounded bool
@@ -49,7 +51,7 @@ type run struct {
 }
 
 func newRun(s *Spine, ctx context.Context, bounded bool) *run {
-	r := &run{s: s, cfg: s.cfg, b: s.b, log: s.cfg.Logger, stats: s.stats, health: s.health, bounded: bounded,
+	r := &run{s: s, cfg: s.cfg, b: s.b, log: s.cfg.Logger, tel: s.cfg.Telemetry, stats: s.stats, health: s.health, bounded: bounded,
 		finished: make(chan struct{})}
 	r.ctx, r.cancel = context.WithCancelCause(ctx)
 	r.pullCtx, r.pullCancel = context.WithCancel(r.ctx)
@@ -80,6 +82,8 @@ func (r *run) execute() error {
 		Timeouts:       r.cfg.timeouts(),
 		AbandonAfter:   r.cfg.AbandonAfter,
 		Logger:         r.log,
+		Telemetry:      r.tel,
+		Destination:    r.s.dest,
 	}, r.coord.receive)
 	r.coord.host = r.host
 
@@ -163,12 +167,19 @@ func (r *run) fetch() error {
 			}
 		}
 		settles := r.settles.Load() // read before the pull: a settle after it must wake us
+		var pullStart time.Time
+		if r.tel.Tracing() {
+			pullStart = time.Now()
+		}
 		ds, err := r.b.Pull(pullCtx, int(n))
 		if cancel != nil {
 			cancel()
 		}
 		r.release(n - int64(len(ds)))
 		if len(ds) > 0 {
+			if r.tel.Tracing() {
+				r.tel.Receive(r.ctx, &r.s.dest, len(ds), func(i int) necro.Event { return ds[i].Event }, pullStart)
+			}
 			r.closeCircuit(&failures)
 			r.stats.dispatched.Add(int64(len(ds)))
 			r.inflight.Add(int64(len(ds)))
@@ -383,7 +394,7 @@ func (r *run) settledOK(batch []backend.Settlement) {
 			processed++
 		}
 		for _, dl := range st.DeadLetters {
-			r.log.WarnContext(r.ctx, "event dead-lettered", slog.Any("event", dl.Event), slog.String("organ", dl.Organ),
+			r.log.WarnContext(telemetry.WithFlow(r.ctx, telemetry.Flow{Event: dl.Event, Organ: dl.Organ}), "event dead-lettered", slog.Any("event", dl.Event), slog.String("organ", dl.Organ),
 				slog.Int("attempts", dl.Attempts), slog.String("reason", dl.Reason), slog.String("err", dl.Error))
 		}
 	}

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"sync"
+	"weak"
 
 	"github.com/necrostack/necro"
 	"github.com/necrostack/necro/backend"
 	"github.com/necrostack/necro/supervision"
+	"github.com/necrostack/necro/telemetry"
 )
 
 // ErrRunning reports a Run or Serve started while another is under way on the same Spine.
@@ -26,10 +29,12 @@ type Spine struct {
 	cfg     Config
 	retry   []supervision.RetryPolicy // per organ, in mount order
 	tracker *supervision.RetryTracker
+	dest    telemetry.Destination // names the backend in spans and metrics
 
 	mu     sync.Mutex
 	cur    *run
 	stats  *counters
+	past   Stats // the sum of the finished runs' Stats, for metrics, which only grow
 	health *healthBox
 }
 
@@ -74,7 +79,47 @@ func New(b backend.Backend, mounts []necro.Mount, cfg Config) (*Spine, error) {
 		s.retry = append(s.retry, p)
 	}
 	s.tracker = supervision.NewRetryTracker(cfg.RetryMemory, cfg.RetryTTL)
+	if d, ok := b.(backend.Describer); ok {
+		desc := d.Describe()
+		s.dest = telemetry.Destination{System: desc.System, Name: desc.Name, Group: desc.Group}
+	}
+	if err := s.observe(); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// observe registers the Spine's figures with the meter for the Spine's whole life, so
+// that a collection after a run (the last one, at shutdown) still sees its counts. The
+// meter holds the Spine only weakly; the registration goes when the Spine does.
+func (s *Spine) observe() error {
+	if !s.cfg.Telemetry.Metering() {
+		return nil
+	}
+	w := weak.Make(s)
+	stop, err := s.cfg.Telemetry.Observe(s.dest, func(ctx context.Context) (telemetry.Figures, bool) {
+		if s := w.Value(); s != nil {
+			return s.figures(ctx), true
+		}
+		return telemetry.Figures{}, false
+	})
+	if err != nil {
+		return fmt.Errorf("%w: Telemetry: %w", ErrInvalidConfig, err)
+	}
+	runtime.AddCleanup(s, func(stop func()) { stop() }, stop)
+	return nil
+}
+
+// Emit enqueues events on the Spine's backend, as a producer: with tracing on, inside a
+// "send" span that is a child of ctx's span and becomes the creation context of every
+// event that has none, so that each one's handling, and all that follows from it, is
+// one trace. It returns the backend's error. Emit may be called at any time, during a
+// run or not, from any goroutine.
+func (s *Spine) Emit(ctx context.Context, events ...necro.Event) error {
+	ctx, span, events := s.cfg.Telemetry.Send(ctx, s.dest, events)
+	err := s.b.Enqueue(ctx, events...)
+	span.EndErr(err)
+	return err
 }
 
 // Organs returns the mounted organs' names in mount order.
@@ -190,6 +235,9 @@ func (s *Spine) start(ctx context.Context, bounded bool) error {
 	if s.cur != nil {
 		s.mu.Unlock()
 		return ErrRunning
+	}
+	if s.stats != nil {
+		s.past = s.past.plus(s.stats.snapshot())
 	}
 	s.stats = newCounters()
 	s.health = &healthBox{problems: map[string]bool{}}

@@ -1,9 +1,13 @@
 package spine
 
 import (
+	"context"
 	"maps"
 	"sync"
 	"sync/atomic"
+
+	"github.com/necrostack/necro/backend"
+	"github.com/necrostack/necro/telemetry"
 )
 
 // Stats counts what a Spine did since its current or last run started. Every failure
@@ -84,4 +88,56 @@ func (c *counters) snapshot() Stats {
 		QuarantineWaits: c.quarantineWaits.Load(),
 		DepthExceeded:   c.depthExceeded.Load(), FanOutExceeded: c.fanOutExceeded.Load(),
 	}
+}
+
+// plus returns the sum of two Stats.
+func (s Stats) plus(o Stats) Stats {
+	sum := func(a, b map[string]int64) map[string]int64 {
+		out := maps.Clone(a)
+		if out == nil {
+			out = map[string]int64{}
+		}
+		for k, v := range b {
+			out[k] += v
+		}
+		return out
+	}
+	return Stats{
+		Processed: s.Processed + o.Processed, Emitted: s.Emitted + o.Emitted, Dispatched: s.Dispatched + o.Dispatched,
+		Unrouted: s.Unrouted + o.Unrouted, HandlerErrors: sum(s.HandlerErrors, o.HandlerErrors),
+		Retried: s.Retried + o.Retried, DeadLettered: s.DeadLettered + o.DeadLettered,
+		EnqueueFailures: sum(s.EnqueueFailures, o.EnqueueFailures), BackendErrors: s.BackendErrors + o.BackendErrors,
+		AckErrors: s.AckErrors + o.AckErrors, Panics: s.Panics + o.Panics, Timeouts: s.Timeouts + o.Timeouts,
+		Abandoned: s.Abandoned + o.Abandoned, Restarts: s.Restarts + o.Restarts, Quarantines: s.Quarantines + o.Quarantines,
+		QuarantineWaits: s.QuarantineWaits + o.QuarantineWaits, DepthExceeded: s.DepthExceeded + o.DepthExceeded,
+		FanOutExceeded: s.FanOutExceeded + o.FanOutExceeded,
+	}
+}
+
+// figures are what the Spine reports to the meter: every run's counts so far, the
+// window's occupancy, and the backend's levels when it reports them.
+func (s *Spine) figures(ctx context.Context) telemetry.Figures {
+	s.mu.Lock()
+	st := s.past
+	if s.stats != nil {
+		st = st.plus(s.stats.snapshot())
+	}
+	r := s.cur
+	s.mu.Unlock()
+	f := telemetry.Figures{
+		Processed: st.Processed, Emitted: st.Emitted, Dispatched: st.Dispatched, Failed: st.HandlerErrors,
+		Retried: st.Retried, DeadLettered: st.DeadLettered, Unrouted: st.Unrouted, Panics: st.Panics,
+		Timeouts: st.Timeouts, Abandoned: st.Abandoned, Restarts: st.Restarts, Quarantines: st.Quarantines,
+		BackendErrors: st.BackendErrors, EnqueueFailures: st.EnqueueFailureCount(""), AckErrors: st.AckErrors,
+		DepthExceeded: st.DepthExceeded, FanOutExceeded: st.FanOutExceeded,
+		Reconnections: -1, QueueDepth: -1, Pending: -1, DeadLetterDepth: -1,
+	}
+	if r != nil {
+		f.WindowOccupancy = r.inflight.Load()
+	}
+	if rep, ok := s.b.(backend.Reporter); ok {
+		rp := rep.Report(ctx)
+		f.QueueDepth, f.Pending, f.DeadLetterDepth, f.Reconnections = rp.QueueDepth, rp.Pending, rp.DeadLetters, rp.Reconnections
+	}
+	return f
 }

@@ -94,6 +94,8 @@ var (
 	_ backend.Backend          = (*Backend)(nil)
 	_ backend.Idler            = (*Backend)(nil)
 	_ backend.DeadLetterReader = (*Backend)(nil)
+	_ backend.Describer        = (*Backend)(nil)
+	_ backend.Reporter         = (*Backend)(nil)
 )
 
 // New returns an empty store tuned by cfg. The error wraps [ErrInvalidConfig] when a
@@ -513,6 +515,20 @@ func (b *Backend) Dropped() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.dropped
+}
+
+// Describe names the store for telemetry: system "memory", queue "memory".
+func (b *Backend) Describe() backend.Description {
+	return backend.Description{System: "memory", Name: "memory"}
+}
+
+// Report returns the store's levels for metrics: events ready or scheduled, deliveries
+// handed out and unsettled, and dead letters held. A closed store reports zeros.
+func (b *Backend) Report(context.Context) backend.Report {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return backend.Report{QueueDepth: int64(b.ready.len() + len(b.sched)), Pending: int64(len(b.slots) - len(b.free)),
+		DeadLetters: int64(b.dead.len()), Reconnections: -1}
 }
 
 // ClearDeadLetters removes every dead letter.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/necrostack/necro/backend"
 )
 
 // Metrics counts what the store has done since Open.
@@ -109,6 +111,28 @@ func (b *Backend) Health(ctx context.Context) Health {
 	}
 	h.Healthy = true
 	return h
+}
+
+// Describe names the store for telemetry: system "redis", the stream and the group.
+func (b *Backend) Describe() backend.Description {
+	return backend.Description{System: "redis", Name: b.cfg.Stream, Group: b.cfg.Group}
+}
+
+// Report asks Redis for the levels metrics show (see [Backend.Health]): the group's lag
+// and the retries not yet due as the queue depth, the group's pending entries and the
+// dead-letter stream's length. When Redis cannot answer the levels are -1; the
+// reconnections are always known.
+func (b *Backend) Report(ctx context.Context) backend.Report {
+	rep := backend.Report{QueueDepth: -1, Pending: -1, DeadLetters: -1, Reconnections: b.counts.reconnections.Load()}
+	h := b.Health(ctx)
+	if !h.Healthy {
+		return rep
+	}
+	if h.Lag >= 0 {
+		rep.QueueDepth = h.Lag + h.Delayed
+	}
+	rep.Pending, rep.DeadLetters = h.Pending, h.DeadLetters
+	return rep
 }
 
 // checkSettings warns about Redis settings that lose events: eviction and no

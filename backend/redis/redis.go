@@ -20,6 +20,8 @@ import (
 var (
 	_ backend.Backend          = (*Backend)(nil)
 	_ backend.DeadLetterReader = (*Backend)(nil)
+	_ backend.Describer        = (*Backend)(nil)
+	_ backend.Reporter         = (*Backend)(nil)
 )
 
 // Backend is the Redis Streams store. Create it with [Open]; all methods are safe for
