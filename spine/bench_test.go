@@ -6,12 +6,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/necrostack/necro/backend"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/necrostack/necro"
+	"github.com/necrostack/necro/backend"
 	"github.com/necrostack/necro/backend/memory"
 	"github.com/necrostack/necro/spine"
 )
@@ -55,6 +55,11 @@ func fanoutMounts() []necro.Mount {
 var benchWindow int
 
 func runWorkload(b *testing.B, mounts []necro.Mount, root string, roots, handledPerRoot int) {
+	runWorkloadWith(b, mounts, root, roots, handledPerRoot, spine.Config{})
+}
+
+// runWorkloadWith runs a workload with cfg; MaxSteps and Window are the benchmarks'.
+func runWorkloadWith(b *testing.B, mounts []necro.Mount, root string, roots, handledPerRoot int, cfg spine.Config) {
 	b.ReportAllocs()
 	var handled int64
 	for b.Loop() {
@@ -75,7 +80,8 @@ func runWorkload(b *testing.B, mounts []necro.Mount, root string, roots, handled
 		}
 		evs = nil // the queue holds the roots now
 		b.StartTimer()
-		sp, err := spine.New(q, mounts, spine.Config{MaxSteps: spine.Unlimited, Window: benchWindow})
+		cfg.MaxSteps, cfg.Window = spine.Unlimited, benchWindow
+		sp, err := spine.New(q, mounts, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -252,7 +252,7 @@ func TestOneFlowOneCorrelationIDInSpansMetricsAndLogs(t *testing.T) {
 					continue
 				}
 				for _, p := range d.DataPoints {
-					if _, ok := p.Attributes.Value("messaging.message.conversation_id"); ok {
+					if _, ok := p.Attributes.Value("correlation_id"); ok {
 						t.Errorf("the correlation id is a series attribute of %s: %v", m.Name, p.Attributes)
 					}
 					for _, ex := range p.Exemplars {
@@ -260,7 +260,7 @@ func TestOneFlowOneCorrelationIDInSpansMetricsAndLogs(t *testing.T) {
 							continue
 						}
 						for _, kv := range ex.FilteredAttributes {
-							if kv.Key == "messaging.message.conversation_id" && kv.Value.AsString() == root.ID() {
+							if kv.Key == "correlation_id" && kv.Value.AsString() == root.ID() {
 								exemplars++
 							}
 						}

@@ -177,7 +177,7 @@ func (r *Recorder) Handled(ctx context.Context, ev necro.Event, organ string, d 
 	}
 	switch {
 	case r.correlate:
-		kv := []attribute.KeyValue{attribute.String(attrOrgan, organ), attribute.String(attrConversationID, ev.Correlation())}
+		kv := []attribute.KeyValue{attribute.String(attrOrgan, organ), attribute.String(KeyCorrelationID, ev.Correlation())}
 		if err != nil {
 			kv = append(kv, attribute.String(attrErrorType, ErrorType(err)))
 		}
@@ -208,7 +208,7 @@ func (r *Recorder) Latency(ctx context.Context, ev necro.Event, now time.Time) {
 	}
 	v := max(now.Sub(ev.Timestamp()), 0).Seconds()
 	if r.correlate {
-		r.inst.latency.Record(ctx, v, metric.WithAttributes(attribute.String(attrConversationID, ev.Correlation())))
+		r.inst.latency.Record(ctx, v, metric.WithAttributes(attribute.String(KeyCorrelationID, ev.Correlation())))
 		return
 	}
 	r.inst.latency.Record(ctx, v)

@@ -24,10 +24,12 @@ type Config struct {
 	// MeterProvider makes the instruments; nil means otel.GetMeterProvider(). A
 	// provider whose instruments are all disabled (otel's default) turns metrics off.
 	MeterProvider metric.MeterProvider
-	// CorrelationExemplars records each handling's correlation id with the handler
-	// duration and latency measurements, for the exemplars to carry beside the trace
-	// and span ids. Set it only when MeterProvider has the [MetricViews], which keep the
-	// id out of the series' attributes; otherwise every flow would make a series.
+	// CorrelationExemplars records each handling's correlation id, as the attribute
+	// correlation_id, with the handler duration and latency measurements, for the
+	// exemplars to carry beside the trace and span ids (the short key keeps an
+	// OpenMetrics exemplar within its 128 runes). Set it only when MeterProvider has
+	// the [MetricViews], which keep the id out of the series' attributes; otherwise
+	// every flow would make a series.
 	CorrelationExemplars bool
 }
 
@@ -51,6 +53,7 @@ type Recorder struct {
 	correlate bool
 
 	organs sync.Map // organ name → metric.MeasurementOption with its attribute set
+	names  sync.Map // event type → its process span name
 }
 
 // New returns a Recorder for cfg's providers. It returns a nil Recorder, which records
@@ -82,16 +85,17 @@ func New(cfg Config) (*Recorder, error) {
 	return r, nil
 }
 
-// records reports whether t makes real spans. A no-op tracer's spans have no valid
-// context; a real one's do, sampled or not. The probe span starts under an unsampled
-// remote parent, so a parent-based sampler drops it, and it is never ended, so no
-// processor exports it.
+// records reports whether t makes real spans. A no-op tracer's span has no context of
+// its own: it carries its parent's, or none. A real one gets a new span id, sampled or
+// not. The probe span starts under an unsampled remote parent, so a parent-based
+// sampler drops it, and it is never ended, so no processor exports it.
 func records(t trace.Tracer) bool {
 	parent := trace.NewSpanContext(trace.SpanContextConfig{
 		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, Remote: true,
 	})
 	_, span := t.Start(trace.ContextWithRemoteSpanContext(context.Background(), parent), "necro.probe")
-	return span.SpanContext().IsValid()
+	sc := span.SpanContext()
+	return sc.IsValid() && sc.SpanID() != parent.SpanID()
 }
 
 // Tracing reports whether r records spans.

@@ -14,6 +14,19 @@ import (
 	"github.com/necrostack/necro"
 )
 
+// consumerKind is made once: an option converted to an interface per span would cost
+// an allocation.
+var consumerKind trace.SpanStartOption = trace.WithSpanKind(trace.SpanKindConsumer)
+
+// processName returns "process <type>", made once per event type.
+func (r *Recorder) processName(typ string) string {
+	if n, ok := r.names.Load(typ); ok {
+		return n.(string)
+	}
+	n, _ := r.names.LoadOrStore(typ, "process "+typ)
+	return n.(string)
+}
+
 // maxLinks bounds the links a receive span keeps to the creation contexts of its batch.
 const maxLinks = 128
 
@@ -120,11 +133,16 @@ func (r *Recorder) Process(ctx context.Context, dest *Destination, ev necro.Even
 		return ctx, Span{}
 	}
 	pctx := r.Extract(ctx, ev)
-	kv := dest.attrs(make([]attribute.KeyValue, 0, 14))
-	kv = eventAttrs(append(kv, attribute.String(attrOperationType, "process"), attribute.String(attrOperationName, "process"),
-		attribute.String(attrOrgan, organ), attribute.Int(attrAttempt, ev.Attempt())), ev)
-	ctx, span := r.tracer.Start(pctx, "process "+ev.Type(), trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithTimestamp(start), trace.WithAttributes(kv...))
+	// The attributes are set once the span is known to record: an unsampled span
+	// would only copy them and throw them away. The sampler still sees the span kind and
+	// name, and the parent, which is what the standard samplers decide on.
+	ctx, span := r.tracer.Start(pctx, r.processName(ev.Type()), consumerKind, trace.WithTimestamp(start))
+	if span.IsRecording() {
+		kv := dest.attrs(make([]attribute.KeyValue, 0, 14))
+		kv = eventAttrs(append(kv, attribute.String(attrOperationType, "process"), attribute.String(attrOperationName, "process"),
+			attribute.String(attrOrgan, organ), attribute.Int(attrAttempt, ev.Attempt())), ev)
+		span.SetAttributes(kv...)
+	}
 	return ctx, Span{s: span, start: start}
 }
 
