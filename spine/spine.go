@@ -7,6 +7,7 @@ import (
 	"maps"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"weak"
 
@@ -197,6 +198,25 @@ func (s *Spine) Health() Health {
 	s.mu.Unlock()
 	problems := h.list()
 	return Health{Healthy: len(problems) == 0, Running: running, Problems: problems}
+}
+
+// Ready reports whether the Spine can take work now: a run is under way, it is not
+// draining after a stop, and it has no health problem. It has the shape of a
+// telemetry.Check, for a /readyz endpoint.
+func (s *Spine) Ready(context.Context) error {
+	s.mu.Lock()
+	r, h := s.cur, s.health
+	s.mu.Unlock()
+	switch {
+	case r == nil:
+		return errors.New("spine: not running")
+	case r.stopping.Load() || r.ctx.Err() != nil:
+		return errors.New("spine: draining")
+	}
+	if problems := h.list(); len(problems) > 0 {
+		return fmt.Errorf("spine: %s", strings.Join(problems, "; "))
+	}
+	return nil
 }
 
 // healthBox holds the problems a run has at the moment; they change rarely.

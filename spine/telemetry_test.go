@@ -311,3 +311,43 @@ func TestTracingOffLeavesEventsUntraced(t *testing.T) {
 		t.Fatalf("B saw trace contexts %v, want one zero context", got)
 	}
 }
+
+// Ready says the Spine can take work only while it serves and is not draining.
+func TestReadyWhileServingNotDraining(t *testing.T) {
+	q := seedStore(t)
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	mounts := []necro.Mount{{Name: "Slow", Organ: necro.NewOrgan([]string{"slow"}, func(context.Context, necro.Event) ([]necro.Event, error) {
+		started <- struct{}{}
+		<-release
+		return nil, nil
+	})}}
+	s, err := spine.New(q, mounts, spine.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := s.Ready(ctx); err == nil || !strings.Contains(err.Error(), "not running") {
+		t.Fatalf("Ready before Serve = %v, want not running", err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx) }()
+	if err := s.Emit(ctx, seedEvent(t, "slow", nil)); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	if err := s.Ready(ctx); err != nil {
+		t.Errorf("Ready while serving = %v, want nil", err)
+	}
+	s.Stop()
+	if err := s.Ready(ctx); err == nil || !strings.Contains(err.Error(), "draining") {
+		t.Errorf("Ready while draining = %v, want draining", err)
+	}
+	close(release)
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(ctx); err == nil {
+		t.Errorf("Ready after Serve returned = nil, want an error")
+	}
+}

@@ -67,6 +67,8 @@ type Health struct {
 	Group        string
 	Consumer     string
 	Err          error // why it is not healthy
+
+	groupFound bool // the stream exists and has the group
 }
 
 // Health asks Redis how the stream and the group are doing. A stream that does not
@@ -82,7 +84,7 @@ func (b *Backend) Health(ctx context.Context) Health {
 	}
 	start := time.Now()
 	if err := b.rdb.Ping(ctx).Err(); err != nil {
-		h.Err = fmt.Errorf("redis: ping: %w", err)
+		h.Err = fmt.Errorf("redis: ping: %w", scrub(err, b.cfg.URL))
 		return h
 	}
 	h.Latency = max(time.Since(start), time.Nanosecond)
@@ -106,11 +108,25 @@ func (b *Backend) Health(ctx context.Context) Health {
 	}
 	for _, g := range gs {
 		if g.Name == b.cfg.Group {
-			h.Pending, h.Lag = g.Pending, g.Lag
+			h.Pending, h.Lag, h.groupFound = g.Pending, g.Lag, true
 		}
 	}
 	h.Healthy = true
 	return h
+}
+
+// Ready reports whether the store can take work: Redis answers and the consumer group
+// exists. It has the shape of a telemetry.Check, for a /readyz endpoint; its errors
+// never hold the password.
+func (b *Backend) Ready(ctx context.Context) error {
+	h := b.Health(ctx)
+	if !h.Healthy {
+		return h.Err
+	}
+	if !h.groupFound {
+		return fmt.Errorf("redis: consumer group %q of stream %q does not exist", b.cfg.Group, b.cfg.Stream)
+	}
+	return nil
 }
 
 // Describe names the store for telemetry: system "redis", the stream and the group.
