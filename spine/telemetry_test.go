@@ -351,3 +351,39 @@ func TestReadyWhileServingNotDraining(t *testing.T) {
 		t.Errorf("Ready after Serve returned = nil, want an error")
 	}
 }
+
+// At the default level the Spine logs lifecycle, not events: handling ten times as many
+// events writes no more lines.
+func TestLogVolumeDoesNotGrowWithEvents(t *testing.T) {
+	lines := func(n int) int {
+		var buf bytes.Buffer
+		log := telemetry.NewJSONLogger(&lockedWriter{w: &buf}, nil)
+		q := seedStore(t)
+		mounts := []necro.Mount{{Name: "A", Organ: necro.NewOrgan([]string{"a"}, func(context.Context, necro.Event) ([]necro.Event, error) {
+			child, err := necro.NewEvent("b", nil)
+			return []necro.Event{child}, err
+		})}, {Name: "B", Organ: necro.NewOrgan([]string{"b"}, func(context.Context, necro.Event) ([]necro.Event, error) {
+			return nil, nil
+		})}}
+		s, err := spine.New(q, mounts, spine.Config{Logger: log, MaxSteps: spine.Unlimited})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range n {
+			if err := s.Emit(t.Context(), seedEvent(t, "a", nil)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Stats().Processed; got != int64(2*n) {
+			t.Fatalf("processed %d, want %d", got, 2*n)
+		}
+		return strings.Count(buf.String(), "\n")
+	}
+	few, many := lines(100), lines(1000)
+	if many > few {
+		t.Errorf("1,000 roots wrote %d log lines, 100 roots %d: the log grows with events at Info", many, few)
+	}
+}
