@@ -10,11 +10,22 @@ COVER_OUT  ?= coverage.out
 SHELL       := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
-.PHONY: test lint fmt-check vet bench demo fuzz cover
+.PHONY: test lint fmt-check vet bench demo fuzz cover jaeger
 
-# The whole suite, as CI runs it: formatting, vet, then every test with the race detector.
-test: fmt-check vet
+# The whole suite, as CI runs it: formatting, vet, the Jaeger binary the tracing tests
+# run, then every test with the race detector.
+test: fmt-check vet bin/jaeger
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+# Jaeger for the tests (internal/jaegertest starts it). It comes from tools/jaeger, a
+# module of its own so that Jaeger's dependencies stay out of necro's go.mod, and is
+# rebuilt only when that module's go.mod or go.sum changes. The first build takes
+# minutes. go build leaves an up-to-date binary untouched, hence the touch.
+jaeger: bin/jaeger
+
+bin/jaeger: tools/jaeger/go.mod tools/jaeger/go.sum
+	cd tools/jaeger && $(GO) build -o ../../bin/jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+	touch $@
 
 # gofmt -l lists the files whose formatting differs; any output fails the check.
 # testdata/ may hold deliberately odd Go files, so it is left out.
