@@ -32,21 +32,23 @@ const maxLinks = 128
 
 // A Span is one span of a flow. The zero Span records nothing; every method is a no-op
 // on it, so callers need not check whether tracing is on.
-type Span struct {
+type Span struct{ p *spanState } // one word: the Spine keeps one per handling, traced or not
+
+type spanState struct {
 	s     trace.Span
 	start time.Time // of a process span, so that End can place its end
 }
 
 // Recording reports whether the span records what it is told.
-func (s Span) Recording() bool { return s.s != nil && s.s.IsRecording() }
+func (s Span) Recording() bool { return s.p != nil && s.p.s.IsRecording() }
 
 // TraceContext returns the span's context in W3C form: the creation context of the
 // events emitted inside it. It is zero for the zero Span.
 func (s Span) TraceContext() necro.TraceContext {
-	if s.s == nil {
+	if s.p == nil {
 		return necro.TraceContext{}
 	}
-	return formatTraceContext(s.s.SpanContext())
+	return formatTraceContext(s.p.s.SpanContext())
 }
 
 // formatTraceContext writes a span context as traceparent and tracestate headers.
@@ -93,7 +95,7 @@ func (r *Recorder) Send(ctx context.Context, dest Destination, events []necro.Ev
 		}
 		out[i] = ev.WithTraceContext(tc)
 	}
-	return ctx, Span{s: span}, out
+	return ctx, Span{&spanState{s: span}}, out
 }
 
 // Receive records the span of one pull that handed out n events ("receive
@@ -143,7 +145,7 @@ func (r *Recorder) Process(ctx context.Context, dest *Destination, ev necro.Even
 			attribute.String(attrOrgan, organ), attribute.Int(attrAttempt, ev.Attempt())), ev)
 		span.SetAttributes(kv...)
 	}
-	return ctx, Span{s: span, start: start}
+	return ctx, Span{&spanState{s: span, start: start}}
 }
 
 func eventAttrs(kv []attribute.KeyValue, ev necro.Event) []attribute.KeyValue {
@@ -165,15 +167,15 @@ func (s Span) Fail(err error) {
 	opts := []trace.EventOption{trace.WithAttributes(attribute.String("exception.type", typ))}
 	var pe *necro.PanicError
 	if errors.As(err, &pe) {
-		s.s.AddEvent("necro.panic", trace.WithAttributes(attribute.String("necro.panic.value", fmt.Sprint(pe.Value))))
+		s.p.s.AddEvent("necro.panic", trace.WithAttributes(attribute.String("necro.panic.value", fmt.Sprint(pe.Value))))
 		opts = append(opts, trace.WithAttributes(attribute.String("exception.stacktrace", string(pe.Stack))))
 	}
 	if errors.Is(err, necro.ErrHandlerTimeout) {
-		s.s.AddEvent("necro.timeout")
+		s.p.s.AddEvent("necro.timeout")
 	}
-	s.s.RecordError(err, opts...)
-	s.s.SetAttributes(attribute.String(attrErrorType, typ))
-	s.s.SetStatus(codes.Error, err.Error())
+	s.p.s.RecordError(err, opts...)
+	s.p.s.SetAttributes(attribute.String(attrErrorType, typ))
+	s.p.s.SetStatus(codes.Error, err.Error())
 }
 
 // Note adds a span event named name, with a reason, for what happened to the flow:
@@ -183,10 +185,10 @@ func (s Span) Note(name, reason string) {
 		return
 	}
 	if reason == "" {
-		s.s.AddEvent(name)
+		s.p.s.AddEvent(name)
 		return
 	}
-	s.s.AddEvent(name, trace.WithAttributes(attribute.String(attrReason, reason)))
+	s.p.s.AddEvent(name, trace.WithAttributes(attribute.String(attrReason, reason)))
 }
 
 // Retrying records that the failed handling will be retried as attempt, after delay.
@@ -194,8 +196,8 @@ func (s Span) Retrying(attempt int, delay time.Duration) {
 	if !s.Recording() {
 		return
 	}
-	s.s.SetAttributes(attribute.String(attrOutcome, "retry"))
-	s.s.AddEvent("necro.retry", trace.WithAttributes(attribute.Int(attrAttempt, attempt),
+	s.p.s.SetAttributes(attribute.String(attrOutcome, "retry"))
+	s.p.s.AddEvent("necro.retry", trace.WithAttributes(attribute.Int(attrAttempt, attempt),
 		attribute.Int64(attrDelay, delay.Milliseconds())))
 }
 
@@ -205,45 +207,45 @@ func (s Span) Settled(outcome, reason string) {
 	if !s.Recording() {
 		return
 	}
-	s.s.SetAttributes(attribute.String(attrOutcome, outcome))
+	s.p.s.SetAttributes(attribute.String(attrOutcome, outcome))
 	if outcome == "dead_letter" {
-		s.s.AddEvent("necro.dead_letter", trace.WithAttributes(attribute.String(attrReason, reason)))
-		s.s.SetStatus(codes.Error, "dead-lettered: "+reason)
+		s.p.s.AddEvent("necro.dead_letter", trace.WithAttributes(attribute.String(attrReason, reason)))
+		s.p.s.SetStatus(codes.Error, "dead-lettered: "+reason)
 	}
 }
 
 // End ends a process span when the handling that took d was over, with the number of
 // events emitted in it. The Spine ends it when it settles the event, which may be later.
 func (s Span) End(d time.Duration, children int) {
-	if s.s == nil {
+	if s.p == nil {
 		return
 	}
-	if s.s.IsRecording() {
-		s.s.SetAttributes(attribute.Int(attrChildren, children))
+	if s.p.s.IsRecording() {
+		s.p.s.SetAttributes(attribute.Int(attrChildren, children))
 	}
-	s.s.End(trace.WithTimestamp(s.start.Add(d)))
+	s.p.s.End(trace.WithTimestamp(s.p.start.Add(d)))
 }
 
 // Context returns ctx holding the span, so that what is logged with it carries the
 // span's ids. The zero Span gives ctx.
 func (s Span) Context(ctx context.Context) context.Context {
-	if s.s == nil {
+	if s.p == nil {
 		return ctx
 	}
-	return trace.ContextWithSpan(ctx, s.s)
+	return trace.ContextWithSpan(ctx, s.p.s)
 }
 
 // EndErr ends a send span with the enqueue's error, if any.
 func (s Span) EndErr(err error) {
-	if s.s == nil {
+	if s.p == nil {
 		return
 	}
-	if err != nil && s.s.IsRecording() {
-		s.s.RecordError(err)
-		s.s.SetAttributes(attribute.String(attrErrorType, ErrorType(err)))
-		s.s.SetStatus(codes.Error, err.Error())
+	if err != nil && s.p.s.IsRecording() {
+		s.p.s.RecordError(err)
+		s.p.s.SetAttributes(attribute.String(attrErrorType, ErrorType(err)))
+		s.p.s.SetStatus(codes.Error, err.Error())
 	}
-	s.s.End()
+	s.p.s.End()
 }
 
 // ErrorType names the kind of a handling failure for error.type: "panic", "timeout",
