@@ -190,6 +190,10 @@ func (c *coordinator) done(m *actors.Done) {
 	}
 	if len(m.Rest) > 0 {
 		o.queue = append(append([]actors.Item(nil), m.Rest...), o.queue...)
+		if o.held || o.benched {
+			// The quarantine may have begun (Crashed comes first) before these came back.
+			o.markQuarantined()
+		}
 	}
 }
 

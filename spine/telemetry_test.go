@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -385,5 +386,105 @@ func TestLogVolumeDoesNotGrowWithEvents(t *testing.T) {
 	few, many := lines(100), lines(1000)
 	if many > few {
 		t.Errorf("1,000 roots wrote %d log lines, 100 roots %d: the log grows with events at Info", many, few)
+	}
+}
+
+// What goes wrong shows on the process spans as span events: panics (with the stack),
+// timeouts, abandoned calls, quarantines and budget breaches. Each pull has a receive
+// span linked to the events it handed out.
+func TestSpanEventsForFailures(t *testing.T) {
+	o := newObserved(t)
+	q := seedStore(t)
+	unblock := make(chan struct{})
+	t.Cleanup(func() { close(unblock) })
+	mounts := []necro.Mount{
+		{Name: "Panicky", Organ: necro.NewOrgan([]string{"p"}, func(context.Context, necro.Event) ([]necro.Event, error) {
+			panic("boom")
+		})},
+		{Name: "Deaf", Organ: necro.NewOrgan([]string{"d"}, func(context.Context, necro.Event) ([]necro.Event, error) {
+			<-unblock // ignores its ctx until the test ends
+			return nil, nil
+		})},
+		{Name: "Wide", Organ: necro.NewOrgan([]string{"w"}, func(context.Context, necro.Event) ([]necro.Event, error) {
+			var out []necro.Event
+			for range 3 {
+				ev, err := necro.NewEvent("x", nil)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, ev)
+			}
+			return out, nil
+		})},
+		{Name: "Deep", Organ: necro.NewOrgan([]string{"deep"}, func(context.Context, necro.Event) ([]necro.Event, error) {
+			ev, err := necro.NewEvent("deep", nil)
+			return []necro.Event{ev}, err
+		})},
+	}
+	s, err := spine.New(q, mounts, spine.Config{Telemetry: o.rec, Logger: o.log,
+		MaxFanOut: 2, MaxDepth: 1, HandlerTimeout: 30 * time.Millisecond, AbandonAfter: 30 * time.Millisecond,
+		Retry:   supervision.RetryPolicy{MaxAttempts: 1},
+		Restart: supervision.OneForOne{MaxRestarts: 1, Window: time.Minute, Backoff: seedTiny, Quarantine: 50 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), seedRunLimit)
+	defer cancel()
+	var roots []necro.Event
+	for _, typ := range []string{"p", "p", "p", "d", "w", "deep"} {
+		roots = append(roots, seedEvent(t, typ, nil))
+	}
+	if err := s.Emit(ctx, roots...); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	events := map[string]map[string]int{} // organ → span event name → count
+	var receive, receivedLinks int
+	for _, sp := range o.spans.Ended() {
+		if sp.Name() == "receive memory" {
+			receive++
+			receivedLinks += len(sp.Links())
+			if n, _ := attr(sp, "messaging.batch.message_count"); n.AsInt64() < 1 {
+				t.Errorf("receive span with message_count %v", n)
+			}
+			continue
+		}
+		organ, ok := attr(sp, "necro.organ")
+		if !ok {
+			continue
+		}
+		if events[organ.AsString()] == nil {
+			events[organ.AsString()] = map[string]int{}
+		}
+		for _, e := range sp.Events() {
+			events[organ.AsString()][e.Name]++
+			if e.Name == "exception" && organ.AsString() == "Panicky" {
+				var stack bool
+				for _, kv := range e.Attributes {
+					stack = stack || (kv.Key == "exception.stacktrace" && strings.Contains(kv.Value.AsString(), "goroutine"))
+				}
+				if !stack {
+					t.Errorf("Panicky's exception event has no stack: %v", e.Attributes)
+				}
+			}
+		}
+	}
+	for organ, want := range map[string][]string{
+		"Panicky": {"necro.panic", "exception", "necro.quarantined", "necro.dead_letter"},
+		"Deaf":    {"necro.abandoned", "necro.timeout", "exception"},
+		"Wide":    {"necro.budget_exceeded", "necro.dead_letter"},
+		"Deep":    {"necro.budget_exceeded"},
+	} {
+		for _, name := range want {
+			if events[organ][name] == 0 {
+				t.Errorf("%s's spans have no %s event; they have %v", organ, name, events[organ])
+			}
+		}
+	}
+	if receive == 0 || receivedLinks < len(roots) {
+		t.Errorf("%d receive spans with %d links, want at least one span linking the %d roots", receive, receivedLinks, len(roots))
 	}
 }
