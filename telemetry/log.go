@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -56,9 +57,11 @@ func NewJSONLogger(w io.Writer, level slog.Leveler) *slog.Logger {
 
 type logHandler struct {
 	h slog.Handler
-	// grouped is set once WithGroup was called: attributes added then would land in
-	// the group, so the flow's go in front of the record's own instead.
-	grouped bool
+	// Once WithGroup was called, attributes added to a record land in the group. To keep
+	// the flow's ids at the top level, such a handler remembers the handler before its
+	// first group and what was done since, and replays that over the ids.
+	base slog.Handler
+	ops  []func(slog.Handler) slog.Handler
 }
 
 func (l *logHandler) Enabled(ctx context.Context, level slog.Level) bool {
@@ -66,11 +69,23 @@ func (l *logHandler) Enabled(ctx context.Context, level slog.Level) bool {
 }
 
 func (l *logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &logHandler{h: l.h.WithAttrs(attrs), grouped: l.grouped}
+	c := &logHandler{h: l.h.WithAttrs(attrs), base: l.base, ops: l.ops}
+	if c.base != nil {
+		c.ops = append(slices.Clip(l.ops), func(h slog.Handler) slog.Handler { return h.WithAttrs(attrs) })
+	}
+	return c
 }
 
 func (l *logHandler) WithGroup(name string) slog.Handler {
-	return &logHandler{h: l.h.WithGroup(name), grouped: l.grouped || name != ""}
+	if name == "" {
+		return l
+	}
+	c := &logHandler{h: l.h.WithGroup(name), base: l.base, ops: l.ops}
+	if c.base == nil {
+		c.base = l.h
+	}
+	c.ops = append(slices.Clip(c.ops), func(h slog.Handler) slog.Handler { return h.WithGroup(name) })
+	return c
 }
 
 func (l *logHandler) Handle(ctx context.Context, r slog.Record) error {
@@ -92,19 +107,16 @@ func (l *logHandler) Handle(ctx context.Context, r slog.Record) error {
 			keep = append(keep, a)
 		}
 	}
-	if l.grouped {
-		nr := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
-		nr.AddAttrs(keep...)
-		r.Attrs(func(a slog.Attr) bool {
-			nr.AddAttrs(a)
-			return true
-		})
-		r = nr
-	} else {
+	if l.base == nil {
 		r = r.Clone()
 		r.AddAttrs(keep...)
+		return l.h.Handle(ctx, r)
 	}
-	return l.h.Handle(ctx, r)
+	h := l.base.WithAttrs(keep)
+	for _, op := range l.ops {
+		h = op(h)
+	}
+	return h.Handle(ctx, r)
 }
 
 // flowAttrs returns the ids of the flow ctx is in.
