@@ -81,10 +81,11 @@ var rules = []rule{
 	},
 	{pkg: "./cmd/...", imports: []string{"./...", goRedis, otel, prometheus}},
 	{
-		// Examples are written the way a user would write them: the public API only.
+		// Examples are written the way a user would write them: the public API only, and
+		// otel for a program's own spans around necro's.
 		pkg: "./examples/...",
 		imports: []string{".", "./backend", "./backend/memory/...", "./backend/redis/...",
-			"./spine/...", "./actors/...", "./supervision/...", "./telemetry/..."},
+			"./spine/...", "./actors/...", "./supervision/...", "./telemetry/...", "./examples/...", otel},
 	},
 }
 
