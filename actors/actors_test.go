@@ -665,7 +665,7 @@ func TestCloseDoesNotWaitForAbandonedCall(t *testing.T) {
 
 func TestHostLogsGoToConfiguredLogger(t *testing.T) {
 	var buf lockedBuffer
-	logger := slog.New(slog.NewJSONHandler(&buf, nil))
+	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	organ := necro.NewOrgan([]string{"t"}, func(context.Context, necro.Event) ([]necro.Event, error) {
 		panic(panicValue{0})
 	})
@@ -677,7 +677,7 @@ func TestHostLogsGoToConfiguredLogger(t *testing.T) {
 	h.batch(0)
 	h.host.Close()
 
-	msgs := map[string]bool{}
+	msgs, levels := map[string]bool{}, map[string]string{}
 	sc := bufio.NewScanner(bytes.NewReader(buf.Bytes()))
 	for sc.Scan() {
 		var line map[string]any
@@ -687,11 +687,17 @@ func TestHostLogsGoToConfiguredLogger(t *testing.T) {
 		}
 		if line["component"] == "protoactor" {
 			msgs[fmt.Sprint(line["msg"])] = true
+			levels[fmt.Sprint(line["msg"])] = fmt.Sprint(line["level"])
 		}
 	}
+	// protoactor's Info lines reach the configured logger at Debug only: at the default
+	// level they would show at every run.
 	for _, want := range []string{"actor system started", "[ACTOR] Recovering"} {
 		if !msgs[want] {
 			t.Errorf("no protoactor line %q in the configured logger; protoactor lines: %v\n%s", want, msgs, buf.Bytes())
+		}
+		if levels[want] != "DEBUG" {
+			t.Errorf("protoactor's line %q came at %s, want DEBUG", want, levels[want])
 		}
 	}
 }

@@ -165,7 +165,7 @@ func Start(ctx context.Context, mounts []necro.Mount, cfg Config, handle func(ms
 		stopWatch: make(chan struct{}),
 		watchDone: make(chan struct{}),
 	}
-	logger := cfg.Logger.With(slog.String("component", "protoactor"))
+	logger := slog.New(infoAsDebug{cfg.Logger.Handler()}).With(slog.String("component", "protoactor"))
 	h.sys = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
 	for _, m := range mounts {
 		timeout := cfg.HandlerTimeout
@@ -409,4 +409,34 @@ func (c *coordinator) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, 
 		pe = &necro.PanicError{Value: reason}
 	}
 	h.handle(Crashed{Organ: organ, Err: pe})
+}
+
+// infoAsDebug hands protoactor's Info records to its handler at Debug: its Info lines
+// ("actor system started" at every run, "[ACTOR] Recovering") are lifecycle detail to a
+// user of necro, and at the default level they would show for every Run. Warnings and
+// errors pass as they are.
+type infoAsDebug struct{ slog.Handler }
+
+func demote(l slog.Level) slog.Level {
+	if l < slog.LevelWarn {
+		return min(l, slog.LevelDebug)
+	}
+	return l
+}
+
+func (h infoAsDebug) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.Handler.Enabled(ctx, demote(l))
+}
+
+func (h infoAsDebug) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = demote(r.Level)
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h infoAsDebug) WithAttrs(as []slog.Attr) slog.Handler {
+	return infoAsDebug{h.Handler.WithAttrs(as)}
+}
+
+func (h infoAsDebug) WithGroup(name string) slog.Handler {
+	return infoAsDebug{h.Handler.WithGroup(name)}
 }

@@ -1276,7 +1276,7 @@ func lcRunPanicking(t *testing.T, w *lcLockedBuffer) {
 		return nil, nil
 	}
 	sp := lcSpine(t, q, []necro.Mount{{Name: "fragile", Organ: necro.NewOrgan([]string{"job"}, organ)}}, spine.Config{
-		Logger:  slog.New(slog.NewJSONHandler(w, nil)),
+		Logger:  slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})), // protoactor logs its lifecycle at Debug
 		Retry:   supervision.RetryPolicy{Backoff: lcInstant},
 		Restart: supervision.OneForOne{Backoff: lcTiny},
 	})

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -145,5 +147,28 @@ func TestNewWithNoopProvidersIsOff(t *testing.T) {
 	rec, err := telemetry.New(telemetry.Config{})
 	if err != nil || rec != nil {
 		t.Fatalf("New(Config{}) with otel's default providers = %v, %v; want nil, nil", rec, err)
+	}
+}
+
+type cardError struct{ code string }
+
+func (e *cardError) Error() string { return "card refused: " + e.code }
+
+func TestErrorTypeIsLowCardinality(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{&necro.PanicError{Value: "x"}, "panic"},
+		{fmt.Errorf("handle: %w", necro.ErrHandlerTimeout), "timeout"},
+		{fmt.Errorf("charge order 17: %w", &cardError{"51"}), "*telemetry_test.cardError"},
+		{errors.New("order 17 is broken"), "error"},
+		{fmt.Errorf("order %d: %w", 17, errors.New("broken")), "error"},
+		{necro.Permanent(errors.New("blocked")), "permanent"},
+		{necro.Permanent(&cardError{"05"}), "*telemetry_test.cardError"},
+	} {
+		if got := telemetry.ErrorType(c.err); got != c.want {
+			t.Errorf("ErrorType(%v) = %q, want %q", c.err, got, c.want)
+		}
 	}
 }

@@ -84,8 +84,10 @@ type Providers struct {
 //   - OTEL_TRACES_EXPORTER: "otlp" turns tracing on, "none" off. Unset, tracing is on
 //     when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set.
 //   - OTEL_METRICS_EXPORTER: a comma-separated list of "otlp", "prometheus" and
-//     "none". Unset, it means "otlp" when OTEL_EXPORTER_OTLP_ENDPOINT or
-//     OTEL_EXPORTER_OTLP_METRICS_ENDPOINT is set, and nothing otherwise. "prometheus"
+//     "none". Unset, it means "otlp" when OTEL_EXPORTER_OTLP_METRICS_ENDPOINT is set,
+//     and nothing otherwise. Unlike the specification, OTEL_EXPORTER_OTLP_ENDPOINT alone
+//     does not turn metrics on: it most often points at Jaeger, which takes traces only
+//     and would refuse every metrics export; say "otlp" to send metrics there. "prometheus"
 //     keeps the metrics for [Providers.MetricsHandler], as cfg.Prometheus does; serving
 //     that handler is the program's part (see [Endpoints]).
 //   - OTEL_EXPORTER_OTLP_TRACES_PROTOCOL and OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
@@ -201,6 +203,20 @@ func (p *Providers) Tracing() bool { return p.tracer != nil }
 // Metering reports whether p keeps metrics, for OTLP or Prometheus.
 func (p *Providers) Metering() bool { return p.meter != nil }
 
+// ForceFlush exports what the providers have buffered now, rather than at the next
+// batch or collection: for a program that prints trace links and wants them to work at
+// once. It returns the exporters' errors, joined.
+func (p *Providers) ForceFlush(ctx context.Context) error {
+	var errs []error
+	if p.tracer != nil {
+		errs = append(errs, p.tracer.ForceFlush(ctx))
+	}
+	if p.meter != nil {
+		errs = append(errs, p.meter.ForceFlush(ctx))
+	}
+	return errors.Join(errs...)
+}
+
 // Shutdown flushes what the exporters hold and stops them, within ctx. It returns
 // every failure joined with errors.Join. Calling it again does nothing and returns
 // nil. The global providers stay set; once shut down they record nothing.
@@ -262,7 +278,9 @@ func readEnv(getenv func(string) string, prometheus bool) (envPlan, error) {
 		plan.otlpMetrics = slices.Contains(metrics, "otlp")
 		plan.prometheus = plan.prometheus || slices.Contains(metrics, "prometheus")
 	} else {
-		plan.otlpMetrics = isSet(getenv, envEndpoint) || isSet(getenv, envMetricsEndpoint)
+		// Only a metrics endpoint of its own turns OTLP metrics on: the general endpoint
+		// is most often Jaeger, which takes traces only and would refuse every export.
+		plan.otlpMetrics = isSet(getenv, envMetricsEndpoint)
 	}
 
 	// A protocol is checked only for a signal that uses OTLP: a variable left over for

@@ -346,7 +346,7 @@ func TestSetupSamplerFromEnv(t *testing.T) {
 
 func TestSetupExportsMetricsOverOTLP(t *testing.T) {
 	c, endpoint := startHTTPCollector(t)
-	cleanEnv(t, "OTEL_EXPORTER_OTLP_ENDPOINT", endpoint, "OTEL_TRACES_EXPORTER", "none")
+	cleanEnv(t, "OTEL_EXPORTER_OTLP_ENDPOINT", endpoint, "OTEL_TRACES_EXPORTER", "none", "OTEL_METRICS_EXPORTER", "otlp")
 	userGlobals(t)
 	p := setup(t, telemetry.SetupConfig{})
 	if p.Tracing() || !p.Metering() || p.MetricsHandler() != nil {
@@ -363,6 +363,28 @@ func TestSetupExportsMetricsOverOTLP(t *testing.T) {
 	}
 	if got := c.metricNames(); !got["necro.handler.duration"] {
 		t.Errorf("collector got metrics %v, want necro.handler.duration among them", got)
+	}
+}
+
+// The general endpoint alone turns tracing on, not OTLP metrics: it is most often
+// Jaeger, which refuses them. A metrics endpoint of its own turns them on.
+func TestSetupEndpointAloneMeansTracesOnly(t *testing.T) {
+	c, endpoint := startHTTPCollector(t)
+	cleanEnv(t, "OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+	p := setup(t, telemetry.SetupConfig{})
+	if !p.Tracing() || p.Metering() {
+		t.Fatalf("with only OTEL_EXPORTER_OTLP_ENDPOINT: Tracing(), Metering() = %v, %v; want true, false", p.Tracing(), p.Metering())
+	}
+	if err := p.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.metricNames(); len(got) != 0 {
+		t.Errorf("collector got metrics %v, want none", got)
+	}
+	cleanEnv(t, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", endpoint+"/v1/metrics")
+	p = setup(t, telemetry.SetupConfig{})
+	if !p.Metering() {
+		t.Errorf("with OTEL_EXPORTER_OTLP_METRICS_ENDPOINT set: Metering() = false, want true")
 	}
 }
 

@@ -248,8 +248,11 @@ func (s Span) EndErr(err error) {
 	s.p.s.End()
 }
 
-// ErrorType names the kind of a handling failure for error.type: "panic", "timeout",
-// "fan_out_exceeded", "invalid_event", or the Go type of the error.
+// ErrorType names the kind of a handling failure for error.type, a low-cardinality
+// label: "panic", "timeout", "fan_out_exceeded", "invalid_event", "canceled",
+// "permanent", or else the Go type of the first error in the chain that is not a
+// plain wrapper or message (so fmt.Errorf("charge: %w", &MyError{}) gives
+// "*shop.MyError"), and "error" when there is none.
 func ErrorType(err error) string {
 	var pe *necro.PanicError
 	switch {
@@ -264,5 +267,15 @@ func ErrorType(err error) string {
 	case errors.Is(err, context.Canceled):
 		return "canceled"
 	}
-	return fmt.Sprintf("%T", err)
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		switch t := fmt.Sprintf("%T", e); t {
+		case "*fmt.wrapError", "*fmt.wrapErrors", "*errors.errorString", "*errors.joinError", "necro.permanentError":
+		default:
+			return t
+		}
+	}
+	if necro.IsPermanent(err) {
+		return "permanent"
+	}
+	return "error"
 }

@@ -3,8 +3,8 @@
 // follows the order through every organ, with JSON logs that carry the same ids.
 //
 //	go run ./examples/tracing                      # telemetry off: the run, and how to turn it on
-//	OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 OTEL_METRICS_EXPORTER=none \
-//	    go run ./examples/tracing                  # traces to a local Jaeger, which takes no metrics
+//	OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 \
+//	    go run ./examples/tracing                  # traces to a local Jaeger
 //	go run ./examples/tracing -metrics-addr localhost:9464 -serve  # curl /metrics and /readyz; Ctrl-C stops
 //	go run ./examples/tracing -redis redis://localhost:6379/0       # Redis Streams instead of memory
 //
@@ -265,8 +265,8 @@ func report(w io.Writer, roots []root, notify *notifier, dead []backend.DeadLett
 		stats.Processed, stats.Emitted, stats.Retried, stats.DeadLettered)
 	if !tracing {
 		p("tracing is off; to see each order as a trace, start Jaeger and run again with")
-		p("  OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 OTEL_METRICS_EXPORTER=none")
-		p("(Jaeger takes traces, not metrics; see docs/observability.md)")
+		p("  OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318")
+		p("(see docs/observability.md)")
 	} else {
 		p("each order is one trace; in Jaeger:")
 		for _, r := range roots {

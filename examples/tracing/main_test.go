@@ -386,7 +386,7 @@ func organLines(t *testing.T, stderr string) []logLine {
 
 func TestRunTracesEachOrder(t *testing.T) {
 	rc, url := startReceiver(t)
-	cleanEnv(t, "OTEL_EXPORTER_OTLP_ENDPOINT", url, "OTEL_TRACES_EXPORTER", "otlp")
+	cleanEnv(t, "OTEL_EXPORTER_OTLP_ENDPOINT", url, "OTEL_TRACES_EXPORTER", "otlp", "OTEL_METRICS_EXPORTER", "otlp")
 	var stdout, stderr bytes.Buffer
 	if err := run(testContext(t), nil, &stdout, &stderr); err != nil {
 		t.Fatalf("run() = %v; stderr:\n%s", err, stderr.String())
@@ -410,7 +410,7 @@ func TestRunTracesEachOrder(t *testing.T) {
 	if !services["necro-example-tracing"] || len(services) != 1 {
 		t.Errorf("spans came from services %v, want necro-example-tracing", services)
 	}
-	// The endpoint turns OTLP metrics on too; the last collection went at Shutdown.
+	// OTEL_METRICS_EXPORTER=otlp sends metrics to the same endpoint; the last collection went at Shutdown.
 	if !metrics["necro.events.processed"] || !metrics["necro.handler.duration"] {
 		t.Errorf("metrics received: %v; want necro.events.processed and necro.handler.duration among them", metrics)
 	}
