@@ -53,13 +53,14 @@ type traceWorker struct {
 }
 
 // traceMounts: A handles "a" and emits "b", B handles "b" and emits "c", C handles "c";
-// Doomed always fails on "doomed". Each handling pauses a little, so that both workers
-// get a share of every chain.
+// Doomed always fails on "doomed". Each handling pauses 5ms and each worker holds one
+// delivery at a time (Window 1), so that both workers get a share of the work even on a
+// loaded machine.
 func traceMounts() []necro.Mount {
 	organ := func(next string) necro.OrganFunc {
 		return func(ctx context.Context, ev necro.Event) ([]necro.Event, error) {
 			select {
-			case <-time.After(2 * time.Millisecond):
+			case <-time.After(5 * time.Millisecond):
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
@@ -115,7 +116,7 @@ func runWorker(spec string) int {
 		log.Error("open backend", slog.Any("err", err))
 		return 1
 	}
-	sp, err := spine.New(b, traceMounts(), spine.Config{Window: 16, Logger: log, Telemetry: prov.Recorder(),
+	sp, err := spine.New(b, traceMounts(), spine.Config{Window: 1, Logger: log, Telemetry: prov.Recorder(),
 		Retry: supervision.RetryPolicy{MaxAttempts: 2,
 			Backoff: supervision.Backoff{Base: time.Nanosecond, Max: time.Nanosecond, Jitter: supervision.NoJitter}}})
 	if err != nil {
