@@ -60,6 +60,9 @@ type record struct {
 type quarantineOver struct{ organ int }
 
 // markQuarantined marks the items waiting for the organ, whose process spans note it.
+// It is called as a quarantine ends: an organ in quarantine gets no work, so every item
+// that waited for it, queued before or during the quarantine or handed back by a crash,
+// is in its queue then.
 func (o *organState) markQuarantined() {
 	for i := range o.queue {
 		o.queue[i].Quarantined = true
@@ -92,6 +95,9 @@ func (c *coordinator) receive(msg any) {
 		if m.Incarnation <= o.downTo {
 			break // stale: sent by an instance that has crashed or been abandoned since
 		}
+		if o.benched {
+			o.markQuarantined()
+		}
 		o.up, o.benched = true, false
 		c.r.health.set("organ "+o.name+" quarantined: restart intensity exceeded", false)
 	case actors.Crashed:
@@ -99,6 +105,7 @@ func (c *coordinator) receive(msg any) {
 	case actors.Stuck:
 		c.stuck(m)
 	case quarantineOver:
+		c.organs[m.organ].markQuarantined()
 		c.organs[m.organ].held = false
 		c.r.health.set("organ "+c.organs[m.organ].name+" quarantined: too many abandoned handlers", false)
 		c.log.InfoContext(c.r.ctx, "organ quarantine over", slog.String("organ", c.organs[m.organ].name))
@@ -134,9 +141,8 @@ func (c *coordinator) admit(ds []backend.Delivery) {
 		}
 		for _, o := range organs {
 			og := &c.organs[o]
-			quarantined := og.held || og.benched
-			og.queue = append(og.queue, actors.Item{Seq: seq, Event: d.Event, Quarantined: quarantined})
-			if quarantined {
+			og.queue = append(og.queue, actors.Item{Seq: seq, Event: d.Event})
+			if og.held || og.benched {
 				c.r.stats.quarantineWaits.Add(1)
 			}
 			if c.debug {
@@ -190,10 +196,6 @@ func (c *coordinator) done(m *actors.Done) {
 	}
 	if len(m.Rest) > 0 {
 		o.queue = append(append([]actors.Item(nil), m.Rest...), o.queue...)
-		if o.held || o.benched {
-			// The quarantine may have begun (Crashed comes first) before these came back.
-			o.markQuarantined()
-		}
 	}
 }
 
@@ -228,7 +230,6 @@ func (c *coordinator) crashed(m actors.Crashed) {
 		c.r.health.set("organ "+o.name+" quarantined: restart intensity exceeded", true)
 		st.quarantines.Add(1)
 		st.quarantineWaits.Add(int64(len(o.queue)))
-		o.markQuarantined()
 		c.log.ErrorContext(c.r.ctx, "organ quarantined: restart intensity exceeded", attrs...)
 	} else {
 		c.log.WarnContext(c.r.ctx, "organ panicked; restarting", attrs...)
@@ -256,7 +257,6 @@ func (c *coordinator) stuck(m actors.Stuck) {
 		c.r.health.set("organ "+o.name+" quarantined: too many abandoned handlers", true)
 		st.quarantines.Add(1)
 		st.quarantineWaits.Add(int64(len(o.queue)))
-		o.markQuarantined()
 		delay := c.r.cfg.Restart.Quarantine
 		if delay <= 0 {
 			delay = 5 * time.Second

@@ -35,12 +35,10 @@ func (c carrier) Keys() []string { return []string{"traceparent", "tracestate"} 
 // TraceContextOf returns the trace context of ctx's current span, in W3C form; it is
 // zero when ctx holds no valid span context or r does not trace.
 func (r *Recorder) TraceContextOf(ctx context.Context) necro.TraceContext {
-	var tc necro.TraceContext
-	if !r.Tracing() || !trace.SpanContextFromContext(ctx).IsValid() {
-		return tc
+	if !r.Tracing() {
+		return necro.TraceContext{}
 	}
-	r.prop.Inject(ctx, carrier{&tc})
-	return tc
+	return formatTraceContext(trace.SpanContextFromContext(ctx)) // zero for an invalid context
 }
 
 // Inject returns ev created in ctx's current span, for a program that enqueues events
