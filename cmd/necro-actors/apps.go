@@ -15,6 +15,7 @@ import (
 	notifications "github.com/necrostack/necro/examples/notifications/app"
 	seance "github.com/necrostack/necro/examples/seance/app"
 	trading "github.com/necrostack/necro/examples/trading/app"
+	"github.com/necrostack/necro/internal/chaosapp"
 	"github.com/necrostack/necro/spine"
 )
 
@@ -38,10 +39,18 @@ type appOptions struct {
 	RandomFailures bool         // the seed app's random failures
 	Quiet          bool         // print only the results, not a line per input
 	Logger         *slog.Logger // the organs' logs
+	Ledger         string       // the file the chaos app appends a line per Handle call to; other apps refuse it
+	Worker         string       // the name in the chaos app's ledger lines: the worker's consumer name
 }
+
+// ledgerApp is the one app that keeps a ledger (--ledger).
+const ledgerApp = "chaos"
 
 // apps holds the bundled apps by the name the commands take.
 var apps = map[string]func(appOptions) (app, error){
+	ledgerApp: func(o appOptions) (app, error) {
+		return adapt(chaosapp.New(chaosapp.Options{Input: o.Input, Ledger: o.Ledger, Worker: o.Worker, Quiet: o.Quiet, Logger: o.Logger}))
+	},
 	"etl": func(o appOptions) (app, error) {
 		return adapt(etl.New(etl.Options{Input: o.Input, Seed: o.Seed, RandomFailures: o.RandomFailures, Quiet: o.Quiet, Logger: o.Logger}))
 	},
@@ -85,6 +94,9 @@ func appArg(pos []string) (string, error) {
 // newApp builds the app called name. A failure reads the input (a missing file, a bad
 // record), so it is a usage error; its text names the file and the problem.
 func newApp(name string, opts appOptions) (app, error) {
+	if opts.Ledger != "" && name != ledgerApp {
+		return nil, usageErr("--ledger is for the %s app; %s keeps no ledger", ledgerApp, name)
+	}
 	a, err := apps[name](opts)
 	if err != nil {
 		return nil, withCode(exitUsage, fmt.Errorf("%s: %w", name, err))

@@ -17,13 +17,16 @@ import (
 // consumer group joined) and the Spine serves, "draining" at the first signal,
 // "stopped" at the end.
 func cmdWorker(ctx context.Context, args []string, e *env) error {
-	fs := newFlags(e, "worker", "<app> --redis URL [--consumer NAME] [--window N] [--metrics-addr ADDR] [--drain-timeout D] [--json] [-v]")
+	fs := newFlags(e, "worker", "<app> --redis URL [--consumer NAME] [--claim-after D] [--window N] [--metrics-addr ADDR] [--drain-timeout D] [--ledger FILE] [--json] [-v]")
 	var rf redisFlags
 	rf.register(fs)
 	window := fs.Int("window", 0, "deliveries pulled and not yet settled, at most (zero means the Spine's default, 4096)")
 	metricsAddr := fs.String("metrics-addr", "", "serve /metrics, /healthz and /readyz on this `address` (host:port; :0 picks a port, shown in the ready line)")
 	drainTimeout := fs.Duration("drain-timeout", 30*time.Second,
 		"how long the first SIGTERM/SIGINT waits for the events in flight; after it, or at a second signal, the worker stops at once and leaves them pending (exit 5)")
+	claimAfter := fs.Duration("claim-after", 0,
+		"how long an entry must sit idle in another consumer's pending list before this worker claims it (zero means the store's default, 30s)")
+	ledger := fs.String("ledger", "", "append a JSON line per Handle call to this `file`; its directory also holds the exit markers (the chaos app only)")
 	seed := fs.Int64("seed", 1, "seed of the random failures")
 	noFailures := fs.Bool("no-random-failures", false, "turn off the app's random failures")
 	asJSON := fs.Bool("json", false, "add the app's results (what this worker handled) to the stopped line")
@@ -42,6 +45,8 @@ func cmdWorker(ctx context.Context, args []string, e *env) error {
 		return usageErr("--window must not be negative, got %d", *window)
 	case *drainTimeout <= 0:
 		return usageErr("--drain-timeout must be positive, got %v", *drainTimeout)
+	case *claimAfter < 0:
+		return usageErr("--claim-after must not be negative, got %v", *claimAfter)
 	case !rf.urlSet(e):
 		return usageErr("a worker serves a Redis stream: give --redis URL, --redis-url-file FILE or set NECRO_REDIS_URL")
 	}
@@ -49,6 +54,7 @@ func cmdWorker(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
+	rcfg.ClaimAfter = *claimAfter
 
 	log := telemetry.NewJSONLogger(e.stderr, logLevel(*verbose))
 	obs, err := startTelemetry(ctx, *metricsAddr)
@@ -60,7 +66,8 @@ func cmdWorker(ctx context.Context, args []string, e *env) error {
 			log.WarnContext(ctx, "flushing telemetry failed", slog.Any("err", err))
 		}
 	}()
-	a, err := newApp(name, appOptions{Seed: *seed, RandomFailures: !*noFailures, Quiet: true, Logger: log})
+	a, err := newApp(name, appOptions{Seed: *seed, RandomFailures: !*noFailures, Quiet: true, Logger: log,
+		Ledger: *ledger, Worker: rcfg.Consumer})
 	if err != nil {
 		return err
 	}

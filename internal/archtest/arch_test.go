@@ -79,6 +79,11 @@ var rules = []rule{
 		pkg:     "./internal/...",
 		imports: []string{".", "./backend/...", "./supervision/...", "./telemetry/...", goRedis, rapid},
 	},
+	{
+		// The chaos harness's test app: organs on the public API, mounted by the CLI.
+		pkg:     "./internal/chaosapp",
+		imports: []string{".", "./backend", "./spine", "./supervision"},
+	},
 	{pkg: "./cmd/...", imports: []string{"./...", goRedis, otel, prometheus}},
 	{
 		// Examples are written the way a user would write them: the public API only, and
