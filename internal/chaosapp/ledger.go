@@ -57,7 +57,9 @@ func ReadLedger(path string) ([]LedgerLine, error) {
 	return lines, nil
 }
 
-// readLedger decodes ledger lines from r.
+// readLedger decodes ledger lines from r. A line cut short by a crash is a prefix of
+// a line: it is skipped wherever it is, as the writer that comes after a crash starts
+// on a new line (see openLedger). Any other line that does not decode is an error.
 func readLedger(r io.Reader) ([]LedgerLine, error) {
 	br := bufio.NewReader(r)
 	var out []LedgerLine
@@ -66,16 +68,19 @@ func readLedger(r io.Reader) ([]LedgerLine, error) {
 		if err != nil && !errors.Is(err, io.EOF) {
 			return out, err
 		}
-		torn := errors.Is(err, io.EOF)
+		last := errors.Is(err, io.EOF)
 		if len(bytes.TrimSpace(raw)) > 0 {
 			var l LedgerLine
-			if derr := json.Unmarshal(raw, &l); derr == nil {
+			switch derr := json.NewDecoder(bytes.NewReader(bytes.TrimRight(raw, "\r\n"))).Decode(&l); {
+			case derr == nil:
 				out = append(out, l)
-			} else if !torn {
+			case errors.Is(derr, io.ErrUnexpectedEOF):
+				// torn by a crash: the handling it began to record was not settled
+			default:
 				return out, fmt.Errorf("line %d: %w", n, derr)
 			}
 		}
-		if torn {
+		if last {
 			return out, nil
 		}
 	}
@@ -83,7 +88,9 @@ func readLedger(r io.Reader) ([]LedgerLine, error) {
 
 // A ledger appends lines to a file opened O_APPEND. Each line goes out in one write(2),
 // unbuffered, so lines of concurrent calls never interleave and a SIGKILL loses
-// nothing written.
+// nothing written. A SIGKILL can still cut a write that is under way (the kernel checks
+// for a fatal signal between pages), leaving a torn line at the end of the file: the
+// next process to open the ledger ends that line first.
 type ledger struct {
 	f      *os.File
 	worker string
@@ -94,7 +101,34 @@ func openLedger(path, worker string) (*ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the ledger: %w", err)
 	}
+	if err := endTornLine(f); err != nil {
+		_ = f.Close() // the repair's failure is the one to report
+		return nil, fmt.Errorf("open the ledger: %w", err)
+	}
 	return &ledger{f: f, worker: worker}, nil
+}
+
+// endTornLine writes a newline when the file does not end with one, so that a line a
+// crash cut short stays alone on its line and the next line starts clean.
+func endTornLine(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return err
+	}
+	r, err := os.Open(f.Name())
+	if err != nil {
+		return err
+	}
+	defer r.Close() // read only
+	last := make([]byte, 1)
+	if _, err := r.ReadAt(last, st.Size()-1); err != nil {
+		return err
+	}
+	if last[0] == '\n' {
+		return nil
+	}
+	_, err = f.Write([]byte{'\n'})
+	return err
 }
 
 // write appends l, stamped with the worker's name.

@@ -27,7 +27,8 @@ func TestReadLedger(t *testing.T) {
 		{"torn last line is dropped", line1 + "\n" + line2[:40], "a", ""},
 		{"last line without newline but whole is kept", line1 + "\n" + line2, "a,b", ""},
 		{"blank lines are skipped", line1 + "\n\n" + line2 + "\n", "a,b", ""},
-		{"a broken line before the last is an error", line1 + "\n" + line2[:40] + "\n" + line2 + "\n", "", "line 2"},
+		{"a torn line before the last is skipped", line1 + "\n" + line2[:40] + "\n" + line2 + "\n", "a,b", ""},
+		{"a line that is not a prefix of one is an error", line1 + "\n" + `{"id":"b" x}` + "\n" + line2 + "\n", "", "line 2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -56,6 +57,32 @@ func TestReadLedger(t *testing.T) {
 	}
 	if _, err := ReadLedger(filepath.Join(t.TempDir(), "missing")); !os.IsNotExist(err) {
 		t.Errorf("ReadLedger(missing) = %v, want a not-exist error", err)
+	}
+}
+
+// A process that opens a ledger a crash left with a torn last line starts on a new
+// line, so the torn line is read as torn and the new one whole.
+func TestLedgerAfterATornLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.jsonl")
+	if err := os.WriteFile(path, []byte(line1+"\n"+line2[:40]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lg, err := openLedger(path, "w2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lg.write(LedgerLine{ID: "c", Organ: OrganAudit, Outcome: OutcomeOK}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lg.close(); err != nil {
+		t.Fatal(err)
+	}
+	lines, err := ReadLedger(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 2 || lines[0].ID != "a" || lines[1].ID != "c" {
+		t.Errorf("lines after a torn one: %+v, want a and c", lines)
 	}
 }
 

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// A plan is a scenario that follows the common course: start a cluster, produce roots
+// while the faults happen, then heal everything, drain and check.
+type plan struct {
+	cluster clusterConfig
+	roots   int           // roots to produce
+	over    time.Duration // spread over this long
+	mix     mix
+	// faults runs while the roots are produced; it must leave the cluster healed
+	// (proxies restored, Redis running) when it returns.
+	faults func(ctx context.Context, r *scenarioRun) error
+	// extra runs before the producer, on a running cluster (poison entries, say).
+	extra func(ctx context.Context, r *scenarioRun) error
+	// lossAllowed: the scenario's setup may lose acknowledged writes; lost events and
+	// missing dead letters are reported, not failed.
+	lossAllowed bool
+	// after adds checks of its own once the run is drained and stopped.
+	after func(r *scenarioRun) []string
+}
+
+// A scenarioRun is one plan being carried out.
+type scenarioRun struct {
+	name   string
+	c      *cluster
+	p      *producer
+	rng    *rand.Rand
+	res    *result
+	logf   func(string, ...any)
+	poison map[string]bool // stream ids of the poison entries written
+
+	mu    sync.Mutex
+	kills int // worker processes the harness killed
+}
+
+// A result is one scenario's outcome and figures, as the report prints them.
+type result struct {
+	Scenario     string         `json:"scenario"`
+	Tier         string         `json:"tier"`
+	Passed       bool           `json:"passed"`
+	Problems     []string       `json:"problems,omitempty"`
+	Seconds      float64        `json:"seconds"`
+	DrainSeconds float64        `json:"drain_seconds"`
+	Verdict      *verdict       `json:"checks,omitempty"`
+	Kills        int            `json:"worker_kills"`    // by the harness
+	Crashes      int            `json:"worker_crashes"`  // ended by themselves (exit directive, failpoint)
+	Restarts     int            `json:"worker_restarts"` // processes started after the first K
+	ProducerErrs int            `json:"producer_retries"`
+	DrainExits   []exitRecord   `json:"drain_exits,omitempty"`
+	Figures      map[string]any `json:"figures,omitempty"`
+	Notes        []string       `json:"notes,omitempty"`
+}
+
+func (r *scenarioRun) figure(name string, v any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.res.Figures == nil {
+		r.res.Figures = make(map[string]any)
+	}
+	r.res.Figures[name] = v
+}
+
+func (r *scenarioRun) note(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Notes = append(r.res.Notes, fmt.Sprintf(format, args...))
+}
+
+// kill ends a worker with SIGKILL; the supervisor restarts it.
+func (r *scenarioRun) kill(w *worker) bool {
+	if !w.signal(sigkill) {
+		return false
+	}
+	r.mu.Lock()
+	r.kills++
+	r.mu.Unlock()
+	r.logf("killed %s", w.name)
+	return true
+}
+
+// execute carries out p and fills res.
+func (p plan) execute(ctx context.Context, o options, name string, res *result) error {
+	dir := filepath.Join(o.dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	logf := o.logf(name)
+	start := time.Now()
+	c, err := startCluster(ctx, o.bin, dir, p.cluster, logf)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	prod, err := newProducer(ctx, c.redisConfig())
+	if err != nil {
+		return err
+	}
+	defer prod.close()
+	r := &scenarioRun{name: name, c: c, p: prod, rng: rand.New(rand.NewPCG(o.seed, uint64(len(name)))), res: res, logf: logf,
+		poison: make(map[string]bool)}
+
+	if p.extra != nil {
+		if err := p.extra(ctx, r); err != nil {
+			return err
+		}
+	}
+	evs, err := roots(r.rng, p.mix, 0, p.roots)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	var prodErr, faultErr error
+	wg.Go(func() { prodErr = prod.produce(ctx, evs, 50, p.over) })
+	if p.faults != nil {
+		wg.Go(func() { faultErr = p.faults(ctx, r) })
+	}
+	wg.Wait()
+	if err := errors.Join(prodErr, faultErr); err != nil {
+		return err
+	}
+	logf("produced %d roots; draining", len(prod.sent()))
+
+	x, err := expect(prod.sent())
+	if err != nil {
+		return err
+	}
+	drainStart := time.Now()
+	if err := r.drain(ctx, x, o.drainTimeout); err != nil {
+		r.note("%v", err)
+	}
+	res.DrainExits = c.stopAll(p.cluster.DrainTimeout + 10*time.Second)
+	res.DrainSeconds = time.Since(drainStart).Seconds()
+	ev, err := gather(ctx, c)
+	if err != nil {
+		return err
+	}
+	v := judge(x, ev, r.poison)
+	res.Verdict = &v
+	res.Seconds = time.Since(start).Seconds()
+	res.Kills = r.kills
+	for _, w := range c.workers {
+		res.Restarts += w.starts - 1
+		for _, e := range w.history() {
+			if e.Signal != "" && !e.ByUs {
+				res.Crashes++
+			}
+		}
+	}
+	prod.mu.Lock()
+	res.ProducerErrs = prod.failures
+	prod.mu.Unlock()
+
+	res.Problems = append(res.Problems, v.problems(p.lossAllowed)...)
+	for _, e := range res.DrainExits {
+		if e.Code != 0 {
+			res.Problems = append(res.Problems, fmt.Sprintf("worker %s did not drain cleanly at SIGTERM: %s", e.Worker, e))
+		}
+	}
+	if p.after != nil {
+		res.Problems = append(res.Problems, p.after(r)...)
+	}
+	return nil
+}
+
+// drain heals the cluster and waits until every expected pair is settled and Redis
+// holds nothing pending, unread or delayed, or until timeout.
+func (r *scenarioRun) drain(ctx context.Context, x expectation, timeout time.Duration) error {
+	if !r.c.redis.Running() {
+		if err := r.c.redis.Restart(); err != nil {
+			return fmt.Errorf("restart redis-server for the drain: %w", err)
+		}
+	}
+	for _, w := range r.c.workers {
+		w.proxy.Resume()
+		w.proxy.Restore()
+	}
+	deadline := time.Now().Add(timeout)
+	var last verdict
+	for {
+		_ = r.c.ensureRunning()
+		ev, err := gather(ctx, r.c)
+		if err == nil {
+			last = judge(x, ev, r.poison)
+			if last.complete() {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("drain: not complete after %v: %d lost, %d pending, %d unread, %d delayed (last error: %v)",
+				timeout, last.Lost, last.Pending, last.Lag, last.Delayed, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// pick returns a random worker.
+func (r *scenarioRun) pick() *worker { return r.c.workers[r.rng.IntN(len(r.c.workers))] }
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
