@@ -60,15 +60,15 @@ func defaultCluster() clusterConfig {
 func baseMix(rng *rand.Rand, _ int) chaosapp.Directive {
 	switch x := rng.IntN(100); {
 	case x < 15:
-		return chaosapp.Directive{Do: "emit", N: 1 + rng.IntN(3)}
+		return chaosapp.Directive{Do: chaosapp.DoEmit, N: 1 + rng.IntN(3)}
 	case x < 25:
-		return chaosapp.Directive{Do: "sleep", MS: 1 + rng.IntN(10)}
+		return chaosapp.Directive{Do: chaosapp.DoSleep, MS: 1 + rng.IntN(10)}
 	case x < 28:
-		return chaosapp.Directive{Do: "fail_once"}
+		return chaosapp.Directive{Do: chaosapp.DoFailOnce}
 	case x < 30:
-		return chaosapp.Directive{Do: "panic_once"}
+		return chaosapp.Directive{Do: chaosapp.DoPanicOnce}
 	default:
-		return chaosapp.Directive{Do: "ok"}
+		return chaosapp.Directive{Do: chaosapp.DoOK}
 	}
 }
 
@@ -98,16 +98,16 @@ func scenarios(t tier) []scenario {
 		networkStall(t, base),
 		networkCut(t, base),
 		plan{cluster: base, roots: t.n(10_000), over: pickDur(t, 10*time.Second, 4*time.Second),
-			mix: withShare(1, chaosapp.Directive{Do: "panic"})}.
+			mix: withShare(1, chaosapp.Directive{Do: chaosapp.DoPanic})}.
 			scenario("panic-1pct", "1% of events panic on every attempt"),
 		plan{cluster: base, roots: t.n(10_000), over: pickDur(t, 10*time.Second, 4*time.Second),
-			mix: withShare(1, chaosapp.Directive{Do: "hang"})}.
+			mix: withShare(1, chaosapp.Directive{Do: chaosapp.DoHang})}.
 			scenario("hang-1pct", "1% of events hang past the handler timeout on every attempt"),
 		plan{cluster: base, roots: t.n(10_000), over: pickDur(t, 10*time.Second, 4*time.Second),
-			mix: withShare(1, chaosapp.Directive{Do: "fail"})}.
+			mix: withShare(1, chaosapp.Directive{Do: chaosapp.DoFail})}.
 			scenario("fail-1pct", "1% of events fail on every attempt"),
 		plan{cluster: base, roots: t.n(10_000), over: pickDur(t, 10*time.Second, 4*time.Second),
-			mix: withShare(1, chaosapp.Directive{Do: "exit"})}.
+			mix: withShare(1, chaosapp.Directive{Do: chaosapp.DoExit})}.
 			scenario("exit-1pct", "1% of events kill their worker process (SIGKILL) the first time they are handled"),
 		budgets(t, base),
 		crashBetweenEmitAndSettle(t, base),
@@ -117,10 +117,20 @@ func scenarios(t tier) []scenario {
 	}
 }
 
+// busyMix is baseMix with a tenth of the roots sleeping 5–50ms, so that every worker
+// holds deliveries in flight when a fault strikes. (Organ work handles one event at a
+// time: 10,000 roots of this mix keep it busy about 9s in all, spread over 3 workers.)
+func busyMix(rng *rand.Rand, seq int) chaosapp.Directive {
+	if rng.IntN(10) == 0 {
+		return chaosapp.Directive{Do: chaosapp.DoSleep, MS: 5 + rng.IntN(45)}
+	}
+	return baseMix(rng, seq)
+}
+
 // rollingKill: every 2s a random worker gets SIGKILL, for 30s (10s in the short tier).
 func rollingKill(t tier, base clusterConfig) scenario {
 	span := pickDur(t, 30*time.Second, 10*time.Second)
-	return plan{cluster: base, roots: t.n(10_000), over: span, mix: baseMix,
+	return plan{cluster: base, roots: t.n(10_000), over: span, mix: busyMix,
 		faults: func(ctx context.Context, r *scenarioRun) error {
 			for end := time.Now().Add(span); time.Now().Before(end); {
 				if err := sleep(ctx, 2*time.Second); err != nil {
@@ -214,9 +224,9 @@ func budgets(t tier, base clusterConfig) scenario {
 	m := func(rng *rand.Rand, seq int) chaosapp.Directive {
 		switch x := rng.IntN(100); {
 		case x < 2:
-			return chaosapp.Directive{Do: "loop"}
+			return chaosapp.Directive{Do: chaosapp.DoLoop}
 		case x < 4:
-			return chaosapp.Directive{Do: "bomb", N: chaosapp.MaxFanOut + 1 + rng.IntN(1000)}
+			return chaosapp.Directive{Do: chaosapp.DoBomb, N: chaosapp.MaxFanOut + 1 + rng.IntN(1000)}
 		}
 		return baseMix(rng, seq)
 	}
@@ -229,7 +239,7 @@ func budgets(t tier, base clusterConfig) scenario {
 // one right after it ran (before it learns the result).
 func crashBetweenEmitAndSettle(t tier, base clusterConfig) scenario {
 	m := func(rng *rand.Rand, _ int) chaosapp.Directive {
-		return chaosapp.Directive{Do: "emit", N: 1 + rng.IntN(4)}
+		return chaosapp.Directive{Do: chaosapp.DoEmit, N: 1 + rng.IntN(4)}
 	}
 	return plan{cluster: base, roots: t.n(5_000), over: pickDur(t, 8*time.Second, 4*time.Second), mix: m,
 		extra: func(ctx context.Context, r *scenarioRun) error {
@@ -269,13 +279,7 @@ func crashBetweenEmitAndSettle(t tier, base clusterConfig) scenario {
 // leave nothing pending under its name.
 func sigtermUnderLoad(t tier, base clusterConfig) scenario {
 	over := pickDur(t, 10*time.Second, 5*time.Second)
-	m := func(rng *rand.Rand, seq int) chaosapp.Directive {
-		if rng.IntN(4) == 0 {
-			return chaosapp.Directive{Do: "sleep", MS: 20 + rng.IntN(80)}
-		}
-		return baseMix(rng, seq)
-	}
-	return plan{cluster: base, roots: t.n(10_000), over: over, mix: m,
+	return plan{cluster: base, roots: t.n(10_000), over: over, mix: busyMix,
 		faults: func(ctx context.Context, r *scenarioRun) error {
 			if err := sleep(ctx, over/2); err != nil {
 				return err
@@ -365,7 +369,7 @@ type poisonKind struct {
 
 // poisonKinds returns the poison entries: each spoils one part of a valid entry.
 func poisonKinds() ([]poisonKind, error) {
-	ev, err := necro.NewEvent(chaosapp.EventType, chaosapp.Directive{Do: "ok"})
+	ev, err := necro.NewEvent(chaosapp.EventType, chaosapp.Directive{Do: chaosapp.DoOK})
 	if err != nil {
 		return nil, err
 	}
