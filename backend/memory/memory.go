@@ -453,6 +453,10 @@ func (b *Backend) addDeadLetter(dl backend.DeadLetter) {
 		b.log.Error("dead letter dropped: dead-letter store full", slog.Any("event", lost.Event),
 			slog.String("organ", lost.Organ), slog.Int("capacity", b.dlCap), slog.Int("dropped_total", b.dropped))
 	}
+	// A receipt is a piece of the string all receipts of its Pull share (see take):
+	// kept as it is, it would keep that whole string alive for as long as the dead
+	// letter is held, kilobytes for one dead letter.
+	dl.Receipt = strings.Clone(dl.Receipt)
 	b.dead.pushBack(dl)
 }
 
