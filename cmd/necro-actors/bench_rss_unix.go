@@ -1,4 +1,4 @@
-//go:build unix
+//go:build unix && !linux
 
 package main
 
@@ -7,8 +7,8 @@ import (
 	"syscall"
 )
 
-// peakRSS returns the process's peak resident set size so far, in bytes, or -1 when
-// the system does not tell.
+// peakRSS returns the process's peak resident set size so far, in bytes (getrusage's
+// ru_maxrss), or -1 when the system does not tell.
 func peakRSS() int64 {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
