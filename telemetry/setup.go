@@ -130,7 +130,8 @@ func Setup(ctx context.Context, cfg SetupConfig) (*Providers, error) {
 			return nil, err
 		}
 		// With no sampler option, the provider reads OTEL_TRACES_SAMPLER itself.
-		p.tracer = sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+		p.tracer = sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res),
+			sdktrace.WithIDGenerator(IDGenerator()))
 	}
 	if plan.otlpMetrics || plan.prometheus {
 		if err := p.buildMeter(ctx, plan, res); err != nil {

@@ -135,6 +135,11 @@ func (r *Recorder) Process(ctx context.Context, dest *Destination, ev necro.Even
 		return ctx, Span{}
 	}
 	pctx := r.Extract(ctx, ev)
+	if tc.IsZero() {
+		// No creation context: every handling of the event, in any organ or worker,
+		// joins the one trace its id names (with IDGenerator in the provider).
+		pctx = withRootTrace(ctx, ev.ID())
+	}
 	// The attributes are set once the span is known to record: an unsampled span
 	// would only copy them and throw them away. The sampler still sees the span kind and
 	// name, and the parent, which is what the standard samplers decide on.

@@ -178,9 +178,9 @@ type traceCount struct {
 }
 
 // A traceShape is what the traces of a workload look like. A root carries no trace
-// context, so each handling of a root starts a trace of its own: one per root in the
-// chain (A's, with B's and C's spans below it), four in the fanout (one per organ, a span
-// each).
+// context, so its trace is the one its id names (telemetry.IDGenerator, which Setup
+// installs): one trace per root, holding A's, B's and C's spans in the chain, and the
+// four organs' spans in the fanout.
 type traceShape struct {
 	rootOp  string // the name of the span of a root's handling
 	perRoot int    // traces a root starts
@@ -189,7 +189,7 @@ type traceShape struct {
 
 func shapeOf(workload string) traceShape {
 	if workload == "fanout" {
-		return traceShape{rootOp: "process x", perRoot: 4, spans: 1}
+		return traceShape{rootOp: "process x", perRoot: 1, spans: 4}
 	}
 	return traceShape{rootOp: "process a", perRoot: 1, spans: 3}
 }
