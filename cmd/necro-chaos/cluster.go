@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,6 +33,8 @@ type clusterConfig struct {
 	RestartDelay time.Duration
 	// DrainTimeout is each worker's --drain-timeout.
 	DrainTimeout time.Duration
+	// Window is each worker's --window; zero keeps the Spine's default.
+	Window int
 }
 
 // A cluster is one scenario's world: its own redis-server, K necro-actors worker
@@ -229,6 +232,9 @@ func (w *worker) start(env []string) error {
 		"--claim-after", w.c.cfg.ClaimAfter.String(),
 		"--drain-timeout", w.c.cfg.DrainTimeout.String(),
 		"--no-random-failures",
+	}
+	if w.c.cfg.Window > 0 {
+		args = append(args, "--window", strconv.Itoa(w.c.cfg.Window))
 	}
 	cmd := exec.Command(w.c.bin, args...)
 	cmd.Env = append(os.Environ(), env...)

@@ -109,6 +109,7 @@ func scenarios(t tier) []scenario {
 		plan{cluster: base, roots: t.n(10_000), over: pickDur(t, 10*time.Second, 4*time.Second),
 			mix: withShare(1, chaosapp.Directive{Do: chaosapp.DoExit})}.
 			scenario("exit-1pct", "1% of events kill their worker process (SIGKILL) the first time they are handled"),
+		exitSmallWindow(t, base),
 		budgets(t, base),
 		crashBetweenEmitAndSettle(t, base),
 		sigtermUnderLoad(t, base),
@@ -215,6 +216,15 @@ func networkCut(t tier, base clusterConfig) scenario {
 			return err
 		},
 	}.scenario("network-cut", fmt.Sprintf("two workers' network cut for %v, then restored", cut))
+}
+
+// exitSmallWindow is exit-1pct with workers that pull at most 256 deliveries ahead of
+// their commit instead of 4,096: a crash then redoes fewer handlings.
+func exitSmallWindow(t tier, base clusterConfig) scenario {
+	base.Window = 256
+	return plan{cluster: base, roots: t.n(10_000), over: pickDur(t, 10*time.Second, 4*time.Second),
+		mix: withShare(1, chaosapp.Directive{Do: chaosapp.DoExit})}.
+		scenario("exit-1pct-window-256", "exit-1pct with --window 256: fewer handlings redone after each crash")
 }
 
 // budgets: emit loops (a chain that never ends) and fan-out bombs (one call emitting
