@@ -108,7 +108,7 @@ type Retry struct {
 // A DeadLetter records an event given up on, and why.
 type DeadLetter struct {
 	Event    necro.Event
-	Organ    string    // the organ that failed on it; empty when no organ ran (poison, budget)
+	Organ    string    // the organ that failed on it, or that emitted a child too deep for the depth budget; empty for a poison entry
 	Attempts int       // handling attempts made
 	Error    string    // the last error's text
 	Reason   string    // why it was given up: "retries exhausted", "depth budget exceeded", ...
