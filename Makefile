@@ -64,7 +64,7 @@ bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./... | tee $(BENCH_GO_OUT)
 
 # The fault-injection harness's full tier (cmd/necro-chaos): every scenario at the
-# issue's sizes and durations, about 10 minutes. CI runs the short tier inside `make
+# issue's sizes and durations, about 5 minutes. CI runs the short tier inside `make
 # test` (cmd/necro-chaos's TestShortTier). RELIABILITY.md holds the latest figures.
 CHAOS_OUT ?= chaos
 chaos:
