@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -35,7 +34,7 @@ type Spine struct {
 	mu     sync.Mutex
 	cur    *run
 	stats  *counters
-	past   Stats // the sum of the finished runs' Stats, for metrics, which only grow
+	counts *tally // every run's counts, for metrics, which only grow
 	health *healthBox
 }
 
@@ -52,6 +51,7 @@ func New(b backend.Backend, mounts []necro.Mount, cfg Config) (*Spine, error) {
 	}
 	cfg = cfg.withDefaults()
 	s := &Spine{b: b, cfg: cfg, routes: map[string][]int{}, stats: newCounters(), health: &healthBox{problems: map[string]bool{}}}
+	s.counts = &tally{cur: s.stats}
 	seen := map[string]bool{}
 	for i, m := range mounts {
 		types, err := m.Validate()
@@ -90,24 +90,29 @@ func New(b backend.Backend, mounts []necro.Mount, cfg Config) (*Spine, error) {
 	return s, nil
 }
 
-// observe registers the Spine's figures with the meter for the Spine's whole life, so
-// that a collection after a run (the last one, at shutdown) still sees its counts. The
-// meter holds the Spine only weakly; the registration goes when the Spine does.
+// observe registers the Spine's figures with the meter, so that every collection, the
+// last one at shutdown included, sees the counts of every run. The meter holds the
+// Spine only weakly, and its counts (a small tally) strongly: a program may drop its
+// Spine before it shuts telemetry down, and the last collection must still see what
+// the Spine did. Once the Spine is gone its counts are reported one last time, without
+// the levels only a live Spine knows, and then no more.
 func (s *Spine) observe() error {
 	if !s.cfg.Telemetry.Metering() {
 		return nil
 	}
-	w := weak.Make(s)
-	stop, err := s.cfg.Telemetry.Observe(s.dest, func(ctx context.Context) (telemetry.Figures, bool) {
+	w, counts := weak.Make(s), s.counts
+	_, err := s.cfg.Telemetry.Observe(s.dest, func(ctx context.Context) (telemetry.Figures, bool) {
 		if s := w.Value(); s != nil {
 			return s.figures(ctx), true
 		}
-		return telemetry.Figures{}, false
+		if counts.final.Swap(true) {
+			return telemetry.Figures{}, false
+		}
+		return countFigures(counts.total()), true
 	})
 	if err != nil {
 		return fmt.Errorf("%w: Telemetry: %w", ErrInvalidConfig, err)
 	}
-	runtime.AddCleanup(s, func(stop func()) { stop() }, stop)
 	return nil
 }
 
@@ -256,10 +261,8 @@ func (s *Spine) start(ctx context.Context, bounded bool) error {
 		s.mu.Unlock()
 		return ErrRunning
 	}
-	if s.stats != nil {
-		s.past = s.past.plus(s.stats.snapshot())
-	}
 	s.stats = newCounters()
+	s.counts.next(s.stats)
 	s.health = &healthBox{problems: map[string]bool{}}
 	r := newRun(s, ctx, bounded)
 	s.cur = r

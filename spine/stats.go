@@ -114,17 +114,38 @@ func (s Stats) plus(o Stats) Stats {
 	}
 }
 
-// figures are what the Spine reports to the meter: every run's counts so far, the
-// window's occupancy, and the backend's levels when it reports them.
-func (s *Spine) figures(ctx context.Context) telemetry.Figures {
-	s.mu.Lock()
-	st := s.past
-	if s.stats != nil {
-		st = st.plus(s.stats.snapshot())
+// A tally holds every run's counts of a Spine: the finished runs' sum and the current
+// run's counters. The meter holds it strongly, so the counts outlive the Spine.
+type tally struct {
+	mu    sync.Mutex
+	past  Stats       // the finished runs' sum
+	cur   *counters   // the current (or last) run's
+	final atomic.Bool // the counts were reported once after the Spine was gone
+}
+
+// next starts the counts of a new run.
+func (t *tally) next(c *counters) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.cur != nil {
+		t.past = t.past.plus(t.cur.snapshot())
 	}
-	r := s.cur
-	s.mu.Unlock()
-	f := telemetry.Figures{
+	t.cur = c
+}
+
+// total returns every run's counts so far.
+func (t *tally) total() Stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.cur == nil {
+		return t.past
+	}
+	return t.past.plus(t.cur.snapshot())
+}
+
+// countFigures are the counts of st as the meter takes them, without levels.
+func countFigures(st Stats) telemetry.Figures {
+	return telemetry.Figures{
 		Processed: st.Processed, Emitted: st.Emitted, Dispatched: st.Dispatched, Failed: st.HandlerErrors,
 		Retried: st.Retried, DeadLettered: st.DeadLettered, Unrouted: st.Unrouted, Panics: st.Panics,
 		Timeouts: st.Timeouts, Abandoned: st.Abandoned, Restarts: st.Restarts, Quarantines: st.Quarantines,
@@ -132,6 +153,15 @@ func (s *Spine) figures(ctx context.Context) telemetry.Figures {
 		DepthExceeded: st.DepthExceeded, FanOutExceeded: st.FanOutExceeded,
 		Reconnections: -1, QueueDepth: -1, Pending: -1, DeadLetterDepth: -1,
 	}
+}
+
+// figures are what the Spine reports to the meter: every run's counts so far, the
+// window's occupancy, and the backend's levels when it reports them.
+func (s *Spine) figures(ctx context.Context) telemetry.Figures {
+	f := countFigures(s.counts.total())
+	s.mu.Lock()
+	r := s.cur
+	s.mu.Unlock()
 	if r != nil {
 		f.WindowOccupancy = r.inflight.Load()
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -486,5 +487,58 @@ func TestSpanEventsForFailures(t *testing.T) {
 	}
 	if receive == 0 || receivedLinks < len(roots) {
 		t.Errorf("%d receive spans with %d links, want at least one span linking the %d roots", receive, receivedLinks, len(roots))
+	}
+}
+
+// A program may drop its Spine before it shuts telemetry down: the collection after
+// the Spine is garbage still reports what it did (the example programs' last export
+// at shutdown lost necro.events.processed this way, when a GC came first), and the
+// one after that no longer does.
+func TestCountsOutliveTheSpineForOneCollection(t *testing.T) {
+	o := newObserved(t)
+	q := seedStore(t)
+	processed := func() (int64, bool) {
+		t.Helper()
+		var rm metricdata.ResourceMetrics
+		if err := o.reader.Collect(context.Background(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if d, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "necro.events.processed" && len(d.DataPoints) > 0 {
+					return d.DataPoints[0].Value, true
+				}
+			}
+		}
+		return 0, false
+	}
+	func() { // the Spine is reachable only inside
+		s, err := spine.New(q, []necro.Mount{{Name: "A", Organ: necro.NewOrgan([]string{"a"},
+			func(context.Context, necro.Event) ([]necro.Event, error) { return nil, nil })}},
+			spine.Config{Telemetry: o.rec, Logger: o.log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			ev, err := necro.NewEvent("a", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := q.Enqueue(context.Background(), ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	for range 5 { // a cleanup runs after the collection that found the Spine unreachable
+		runtime.GC()
+	}
+	if n, ok := processed(); !ok || n != 3 {
+		t.Errorf("the collection after the Spine went: processed %d (reported %v), want 3", n, ok)
+	}
+	if n, ok := processed(); ok {
+		t.Errorf("the next collection still reports processed %d for a Spine that is gone", n)
 	}
 }
