@@ -188,7 +188,9 @@ func (r *scenarioRun) drain(ctx context.Context, x expectation, timeout time.Dur
 	deadline := time.Now().Add(timeout)
 	var last verdict
 	for {
-		_ = r.c.ensureRunning()
+		if err := r.c.ensureRunning(); err != nil {
+			r.logf("drain: start the workers that are down: %v", err)
+		}
 		ev, err := gather(ctx, r.c)
 		if err == nil {
 			last = judge(x, ev, r.poison)
