@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/necrostack/necro/internal/jaegertest"
 	"github.com/necrostack/necro/internal/redisproc"
 )
 
@@ -156,7 +157,7 @@ type suite struct {
 
 	dir    string
 	redis  *redisproc.Server
-	jaeger *jaegerProc
+	jaeger *jaegertest.Server
 	runs   int // runs started, for unique service names
 }
 
@@ -188,10 +189,14 @@ func (s *suite) run(ctx context.Context) (*report, error) {
 	if rep.Machine.Redis, err = redisVersion(ctx, s.redis); err != nil {
 		return nil, err
 	}
-	if s.jaeger, err = startJaeger(ctx, s.jaegerBin, filepath.Join(s.dir, "jaeger")); err != nil {
+	jdir := filepath.Join(s.dir, "jaeger")
+	if err := os.MkdirAll(jdir, 0o755); err != nil {
 		return nil, err
 	}
-	defer s.jaeger.stop()
+	if s.jaeger, err = jaegertest.Run(s.jaegerBin, jdir); err != nil {
+		return nil, fmt.Errorf("jaeger: %w", err)
+	}
+	defer s.jaeger.Stop()
 
 	var errs []error
 	for _, c := range cells() {
@@ -256,7 +261,7 @@ func (s *suite) bench(ctx context.Context, traced bool, args ...string) (benchRu
 	s.runs++
 	var vars []string // the run's OTEL_* settings, as the report shows them
 	if traced {
-		vars = s.jaeger.otelEnv(fmt.Sprintf("necro-bench-%d", s.runs), sampleRatio)
+		vars = otelEnv(s.jaeger, fmt.Sprintf("necro-bench-%d", s.runs), sampleRatio)
 	}
 	args = append(append([]string{"bench"}, args...), "--json")
 	run := benchRun{Command: commandLine(vars, "necro-actors", args), Load: loadAverage()}
@@ -279,7 +284,7 @@ func (s *suite) bench(ctx context.Context, traced bool, args ...string) (benchRu
 	if traced {
 		service := fmt.Sprintf("necro-bench-%d", s.runs)
 		shape := shapeOf(run.Result.Workload)
-		tc, err := s.jaeger.countTraces(ctx, service, shape)
+		tc, err := countTraces(ctx, s.jaeger, service, shape)
 		if err != nil {
 			return run, fmt.Errorf("%s: %w", run.Command, err)
 		}

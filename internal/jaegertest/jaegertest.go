@@ -49,12 +49,11 @@ var ErrNotFound = errors.New("jaegertest: trace not found")
 
 // A Server is one Jaeger process. Its query methods may be called from any goroutine.
 type Server struct {
-	dir    string
-	ports  ports
-	http   *http.Client
-	cmd    *exec.Cmd
-	done   chan struct{} // closed when the process has exited
-	served bool          // Start returned: a later failure may be about the spans
+	dir   string
+	ports ports
+	http  *http.Client
+	cmd   *exec.Cmd
+	done  chan struct{} // closed when the process has exited
 }
 
 // ports are Jaeger's listeners, all on 127.0.0.1. Nothing else listens: internal
@@ -67,27 +66,39 @@ type ports struct {
 // query API answers and both OTLP receivers accept connections.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin := binary(t)
-	s := &Server{dir: t.TempDir(), http: &http.Client{}}
+	s, err := Run(binary(t), t.TempDir())
+	if err != nil {
+		t.Fatalf("jaeger: %v", err)
+	}
 	t.Cleanup(func() {
-		s.stop()
-		if s.served && t.Failed() {
-			t.Logf("jaeger: last lines of %s:\n%s", s.logPath(), s.logTail())
+		s.Stop()
+		if t.Failed() {
+			t.Logf("jaeger: last lines of %s:\n%s", s.logPath(), s.LogTail())
 		}
 	})
+	return s
+}
+
+// Run starts the Jaeger binary bin with its configuration and log in dir, outside a
+// test (the benchmark suite runs it so), and returns once it serves as [Start] does.
+// The caller stops it with [Server.Stop]. A failed start's error holds the log's last
+// lines.
+func Run(bin, dir string) (*Server, error) {
+	bin, err := filepath.Abs(bin) // Jaeger runs in dir
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{dir: dir, http: &http.Client{}}
 	// A free port can be taken by another process between our look and Jaeger's bind;
 	// that case alone is worth another try with fresh ports.
 	for attempt := 1; ; attempt++ {
 		err := s.start(bin)
 		if err == nil {
-			s.served = true
-			return s
+			return s, nil
 		}
-		if errors.Is(err, errPortTaken) && attempt < 3 {
-			t.Logf("jaeger: %v; trying other ports", err)
-			continue
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			return nil, fmt.Errorf("%w\nlast lines of %s:\n%s", err, s.logPath(), s.LogTail())
 		}
-		t.Fatalf("jaeger: %v\nlast lines of %s:\n%s", err, s.logPath(), s.logTail())
 	}
 }
 
@@ -144,14 +155,14 @@ func (s *Server) start(bin string) error {
 		select {
 		case <-done:
 			s.cmd = nil
-			if strings.Contains(s.logTail(), "address already in use") {
+			if strings.Contains(s.LogTail(), "address already in use") {
 				return errPortTaken
 			}
 			return errors.New("exited at start")
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			s.stop()
+			s.Stop()
 			return fmt.Errorf("not ready within %s: %w", startTimeout, err)
 		}
 	}
@@ -172,7 +183,8 @@ func (s *Server) ready() error {
 	return err
 }
 
-func (s *Server) stop() {
+// Stop ends Jaeger: SIGTERM, then SIGKILL after 5s. Stopping twice is harmless.
+func (s *Server) Stop() {
 	s.http.CloseIdleConnections()
 	if s.cmd == nil {
 		return
@@ -189,8 +201,8 @@ func (s *Server) stop() {
 
 func (s *Server) logPath() string { return filepath.Join(s.dir, "jaeger.log") }
 
-// logTail returns the last lines Jaeger wrote, for failure messages.
-func (s *Server) logTail() string {
+// LogTail returns the last lines Jaeger wrote, for failure messages.
+func (s *Server) LogTail() string {
 	b, err := os.ReadFile(s.logPath())
 	if err != nil {
 		return fmt.Sprintf("(%v)", err)
@@ -529,6 +541,12 @@ func (kv *KeyValue) UnmarshalJSON(data []byte) error {
 // first. Zero or less means as many as Jaeger keeps (200,000). The time window reaches
 // back to 1970, so spans from inside a synctest bubble, dated 2000, are found too.
 func (s *Server) Traces(ctx context.Context, service string, limit int) ([]Trace, error) {
+	return s.TracesWith(ctx, service, "", limit)
+}
+
+// TracesWith is [Server.Traces] for the traces with a span of service named operation;
+// an empty operation means any.
+func (s *Server) TracesWith(ctx context.Context, service, operation string, limit int) ([]Trace, error) {
 	if limit <= 0 || limit > maxTraces {
 		limit = maxTraces
 	}
@@ -537,6 +555,9 @@ func (s *Server) Traces(ctx context.Context, service string, limit int) ([]Trace
 		"limit":   {strconv.Itoa(limit)},
 		"start":   {"0"},
 		"end":     {strconv.FormatInt(time.Now().Add(24*time.Hour).UnixMicro(), 10)},
+	}
+	if operation != "" {
+		q.Set("operation", operation)
 	}
 	return get[[]Trace](ctx, s, "/api/traces", q)
 }
