@@ -109,11 +109,7 @@ func cmdBench(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := obs.close(ctx); err != nil {
-			log.WarnContext(ctx, "flushing telemetry failed", slog.Any("err", err))
-		}
-	}()
+	defer obs.closeLogged(ctx, log)
 
 	var store benchStore
 	switch *backendName {

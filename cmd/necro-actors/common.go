@@ -191,6 +191,14 @@ func (o *observer) serve(ctx context.Context, ready map[string]telemetry.Check, 
 	go func() { o.served <- telemetry.Serve(ctx, o.ln, cfg) }()
 }
 
+// closeLogged closes o, for a deferred call: a failure to flush loses only telemetry,
+// so it is logged on log rather than failing the command.
+func (o *observer) closeLogged(ctx context.Context, log *slog.Logger) {
+	if err := o.close(ctx); err != nil {
+		log.WarnContext(ctx, "flushing telemetry failed", slog.Any("err", err))
+	}
+}
+
 // close stops the endpoints, waits for them, and flushes what the providers buffer,
 // within flushTimeout.
 func (o *observer) close(ctx context.Context) error {

@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -79,11 +78,7 @@ func cmdEmit(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := obs.close(ctx); err != nil {
-			log.WarnContext(ctx, "flushing telemetry failed", slog.Any("err", err))
-		}
-	}()
+	defer obs.closeLogged(ctx, log)
 	rcfg.Logger = log
 	b, err := openRedis(ctx, rcfg)
 	if err != nil {

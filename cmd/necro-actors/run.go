@@ -60,11 +60,7 @@ func cmdRun(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := obs.close(ctx); err != nil {
-			log.WarnContext(ctx, "flushing telemetry failed", slog.Any("err", err))
-		}
-	}()
+	defer obs.closeLogged(ctx, log)
 	a, err := newApp(name, appOptions{Input: *input, Seed: *seed, RandomFailures: !*noFailures, Quiet: *quiet, Logger: log})
 	if err != nil {
 		return err

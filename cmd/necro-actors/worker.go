@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"time"
 
@@ -61,11 +60,7 @@ func cmdWorker(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := obs.close(ctx); err != nil {
-			log.WarnContext(ctx, "flushing telemetry failed", slog.Any("err", err))
-		}
-	}()
+	defer obs.closeLogged(ctx, log)
 	a, err := newApp(name, appOptions{Seed: *seed, RandomFailures: !*noFailures, Quiet: true, Logger: log,
 		Ledger: *ledger, Worker: rcfg.Consumer})
 	if err != nil {
