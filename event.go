@@ -24,6 +24,15 @@ import (
 // escapes the text already had kept as written.
 const MaxPayloadBytes = 1_000_000
 
+// MaxTypeBytes bounds an event's type: its length in bytes of UTF-8, after the white
+// space around it is trimmed. A type names a route ("order.placed"), not data, and a
+// worker keeps it where it cannot keep a payload: in per-type counters, metric
+// attributes and every log line about the event. Without a bound, producers sending
+// long, distinct types could grow a worker's memory and logs without end. 255 bytes is
+// far more than any route name needs. Python NecroStack has no such bound: an event it
+// accepts with a longer type is refused here (on Redis, dead-lettered as poison).
+const MaxTypeBytes = 255
+
 // maxPayloadDepth bounds how deep a payload may nest arrays and objects. Readers of the
 // wire cannot go much deeper: encoding/json stops at 10,000 levels (the event's own
 // object and any envelope around it included) and Python's json module at its
@@ -37,6 +46,7 @@ const TimestampLayout = "2006-01-02T15:04:05.000000-07:00"
 // An Event is an immutable, validated message: a UUID v4 id, a UTC timestamp at
 // microsecond precision in years 1 to 9999, a non-blank type and a JSON-object payload
 // of at most [MaxPayloadBytes] nested at most 1,000 levels deep, plus lineage [Metadata].
+// The type is at most [MaxTypeBytes] long.
 //
 // Event is a small value that shares its contents: copying it is cheap and no method
 // lets a caller change what another holder sees. The zero Event is not valid; it
@@ -90,7 +100,7 @@ func (ev Event) Correlation() string {
 // attempt 1.
 type Draft struct {
 	ID        string    // a UUID v4 in any case; stored lowercase. Empty means generate.
-	Type      string    // trimmed of surrounding white space as Python's str.strip does; must not be blank
+	Type      string    // trimmed of surrounding white space as Python's str.strip does; must not be blank or longer than MaxTypeBytes
 	Timestamp time.Time // converted to UTC and truncated to microseconds; zero means now
 	// Payload is nil (an empty object), a json.RawMessage holding a JSON object (a nil
 	// one is an empty object), or any value that encoding/json turns into an object (a
@@ -575,10 +585,19 @@ func cleanType(s string) (string, error) {
 	if t == "" {
 		return "", invalid("event_type", "must not be empty")
 	}
+	if len(t) > MaxTypeBytes {
+		return "", typeTooLong(t)
+	}
 	if !utf8.ValidString(t) {
 		return "", invalid("event_type", "must be valid UTF-8")
 	}
 	return t, nil
+}
+
+// typeTooLong is the error for a type longer than MaxTypeBytes. It shows only the start
+// of the type: repeating a long one would carry it into the logs all the same.
+func typeTooLong(t string) error {
+	return invalid("event_type", fmt.Sprintf("%d bytes, longer than the limit of %d (MaxTypeBytes): %q", len(t), MaxTypeBytes, clip(t)))
 }
 
 // parseID accepts a canonical UUID (8-4-4-4-12 hex digits, any case) of version 4 and

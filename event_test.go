@@ -327,6 +327,57 @@ func TestNewEventInvalidUTF8TypeRejected(t *testing.T) {
 	checkInvalid(t, err, "event_type", "UTF-8")
 }
 
+// A type longer than MaxTypeBytes is refused wherever it enters, built or decoded by
+// either decoder, with an error that names the limit and does not repeat the whole
+// type: a producer's 512 KiB types would otherwise live on in a worker's per-type
+// bookkeeping and in every log line about them.
+func TestTypeLengthLimit(t *testing.T) {
+	const limit = necro.MaxTypeBytes
+	atLimit := strings.Repeat("t", limit)
+	tests := []struct {
+		name, typ string
+		ok        bool
+	}{
+		{"at the limit", atLimit, true},
+		{"at the limit, spaces around", "  " + atLimit + "\n", true}, // measured after trimming
+		{"one byte over", atLimit + "t", false},
+		{"over in bytes, not in characters", strings.Repeat("é", limit/2+1), false},
+		{"512 KiB", strings.Repeat("x", 512<<10), false},
+	}
+	for _, tt := range tests {
+		text := wire(validID, "2025-01-15T10:30:45.123456+00:00", tt.typ, "{}")
+		// An escape in a key sends the text to the general decoder instead of the fast one.
+		escaped := bytes.Replace(text, []byte(`"id"`), []byte(`"\u0069d"`), 1)
+		ways := []struct {
+			how   string
+			build func() (necro.Event, error)
+		}{
+			{"NewEvent", func() (necro.Event, error) { return necro.NewEvent(tt.typ, nil) }},
+			{"Draft.Build", func() (necro.Event, error) { return necro.Draft{Type: tt.typ, ID: validID}.Build() }},
+			{"DecodeEvent", func() (necro.Event, error) { return necro.DecodeEvent(text) }},
+			{"DecodeEvent with an escape", func() (necro.Event, error) { return necro.DecodeEvent(escaped) }},
+		}
+		for _, w := range ways {
+			t.Run(tt.name+"/"+w.how, func(t *testing.T) {
+				ev, err := w.build()
+				if tt.ok {
+					if err != nil || ev.Type() != strings.TrimSpace(tt.typ) {
+						t.Fatalf("type of %d bytes: %v, %v; want it accepted", len(tt.typ), clip(ev.Type()), err)
+					}
+					return
+				}
+				if !ev.IsZero() {
+					t.Errorf("type of %d bytes accepted, want it refused", len(strings.TrimSpace(tt.typ)))
+				}
+				checkInvalid(t, err, "event_type", "event_type", "longer than", strconv.Itoa(limit))
+				if err != nil && len(err.Error()) > 200 {
+					t.Errorf("error of %d bytes %q repeats the type; want it clipped", len(err.Error()), clip(err.Error()))
+				}
+			})
+		}
+	}
+}
+
 // --- A11, A12: payload contents ------------------------------------------------------------
 
 func TestNewEventNestedPayloadReadBack(t *testing.T) { // A11

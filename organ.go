@@ -57,7 +57,7 @@ func (m Mount) Instance() Organ {
 }
 
 // Validate checks the mount on its own: a non-blank name, exactly one of Organ and
-// Factory, and a listens-to list without blank entries. It returns the trimmed types
+// Factory, and a listens-to list without blank entries or ones longer than [MaxTypeBytes]. It returns the trimmed types
 // the organ listens to; the error wraps [ErrInvalidOrgan].
 func (m Mount) Validate() ([]string, error) {
 	if strings.TrimSpace(m.Name) == "" {
@@ -75,6 +75,11 @@ func (m Mount) Validate() ([]string, error) {
 		tt := strings.TrimSpace(t)
 		if tt == "" {
 			return nil, fmt.Errorf("%w: %s: listens_to holds a blank event type", ErrInvalidOrgan, m.Name)
+		}
+		if len(tt) > MaxTypeBytes {
+			// No event can carry such a type: the organ would wait for it in vain.
+			return nil, fmt.Errorf("%w: %s: listens_to holds an event type of %d bytes, longer than MaxTypeBytes (%d): %q",
+				ErrInvalidOrgan, m.Name, len(tt), MaxTypeBytes, clip(tt))
 		}
 		types = append(types, tt)
 	}

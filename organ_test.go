@@ -59,6 +59,7 @@ func TestMountValidateRejects(t *testing.T) { // B3
 		{"empty listens_to entry", necro.Mount{Name: "m", Organ: listener{"A", ""}}, "listens_to"},
 		{"blank listens_to entry", necro.Mount{Name: "m", Organ: listener{" \t"}}, "listens_to"},
 		{"blank entry from factory", necro.Mount{Name: "m", Factory: func() necro.Organ { return listener{"A", "B", "\n"} }}, "listens_to"},
+		{"listens_to entry too long", necro.Mount{Name: "m", Organ: listener{"A", strings.Repeat("t", necro.MaxTypeBytes+1)}}, "MaxTypeBytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

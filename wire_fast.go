@@ -98,7 +98,7 @@ func decodeEventFast(data []byte) (Event, bool) {
 	// As cleanType does; the text is valid UTF-8 and the string has no escapes, so it
 	// reads the same as the string encoding/json would decode.
 	typ = bytes.TrimFunc(typ, isPythonSpace)
-	if len(typ) == 0 {
+	if len(typ) == 0 || len(typ) > MaxTypeBytes {
 		return Event{}, false
 	}
 	var p []byte

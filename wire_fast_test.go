@@ -91,6 +91,8 @@ var wireFastSeeds = []string{
 	`{"\u0069d":"` + fastID + `","timestamp":"` + fastTS + `","event_type":"T","payload":{}}`,
 	`{"id":"550e8400-e29b-11d4-a716-446655440000","timestamp":"` + fastTS + `","event_type":"T","payload":{}}`,
 	`{"id":"` + fastID + `","timestamp":"` + fastTS + `","event_type":"T","payload":{ "a" : [ 1 , 2 ] }}`,
+	`{"id":"` + fastID + `","timestamp":"` + fastTS + `","event_type":" ` + strings.Repeat("T", 255) + ` ","payload":{}}`,
+	`{"id":"` + fastID + `","timestamp":"` + fastTS + `","event_type":"` + strings.Repeat("T", 256) + `","payload":{}}`,
 	`{}`, `{`, `[]`, "\xff", ``,
 }
 
@@ -147,7 +149,8 @@ func TestDecodeEventFastMatchesGeneral(t *testing.T) {
 	ts := rapid.OneOf(goodTS, goodTS,
 		rapid.StringMatching(`[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?`))
 	typ := rapid.OneOf(rapid.StringMatching(`[A-Za-z_.]{1,12}`), rapid.StringMatching(`[A-Za-z_.]{1,12}`), rapid.String(),
-		rapid.StringOf(rapid.SampledFrom([]rune(" \t\x1c\u0085\u00a0aZ\"\\<é"))))
+		rapid.StringOf(rapid.SampledFrom([]rune(" \t\x1c\u0085\u00a0aZ\"\\<é"))),
+		rapid.StringMatching(` ?[a-zé]{126,256} ?`)) // about the length limit, in bytes or characters
 	rapid.Check(t, func(rt *rapid.T) {
 		value := map[string]string{
 			"id":         quoteJSON(id.Draw(rt, "id")),

@@ -40,7 +40,10 @@ type Backend interface {
 	// Settle ends deliveries, in order. Each settlement is atomic: its children, retries
 	// and dead letters are stored and its delivery settled together, or none of it is.
 	// Settle stops at the first settlement that fails and returns a *SettleError saying
-	// how many were applied before it.
+	// how many were applied before it. A store with a capacity may refuse children and
+	// retries beyond it with ErrQueueFull, but never refuses for its capacity a
+	// settlement without any (a Release, a Nack, an Ack without follow-ups): its
+	// delivery would stay handed out for good.
 	Settle(ctx context.Context, batch ...Settlement) error
 	// Close releases the store. Calls waiting in Pull return ErrClosed; later calls
 	// return ErrClosed. Unsettled deliveries are not lost by a durable store.

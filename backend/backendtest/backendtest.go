@@ -66,6 +66,7 @@ func Run(t *testing.T, open func(t *testing.T, cfg Config) backend.Backend) {
 	t.Run("BoundedRejectsAtOnce", s.boundedRejects)
 	t.Run("BoundedEnqueueIsAllOrNone", s.boundedAllOrNone)
 	t.Run("BoundedConcurrentProducers", s.boundedConcurrent)
+	t.Run("BoundedSettlementAddingNothingNeverFull", s.boundedAddingNothing)
 	t.Run("Idle", s.idle)
 }
 
@@ -699,6 +700,94 @@ func (s suite) boundedConcurrent(t *testing.T) {
 	ds := pullN(t, b, capacity)
 	settle(t, b, acks(ds)...)
 	expectNothing(t, b)
+}
+
+// A settlement that adds nothing (a Release, a Nack, an Ack without children or
+// retries) never fails for lack of room, however full the store is: its event was
+// admitted once already, and a delivery the store refused to take back would stay
+// handed out for good.
+func (s suite) boundedAddingNothing(t *testing.T) {
+	const capacity = 2
+	b := s.bounded(t, capacity)
+	outstanding := map[string]bool{} // events stored and not yet acked
+	var held []backend.Delivery
+	// Producers fill the store twice, with a pull in between: a store that does not
+	// count what is handed out takes as much again.
+	for range 2 {
+		for i := 0; ; i++ {
+			if i > 4*capacity {
+				t.Fatalf("Enqueue took %d events one by one into capacity %d", i, capacity)
+			}
+			ev := newEvents(t, "suite.addsnothing", 1)[0]
+			err := b.Enqueue(t.Context(), ev)
+			if errors.Is(err, backend.ErrQueueFull) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("Enqueue = %v", err)
+			}
+			outstanding[ev.ID()] = true
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		ds, err := b.Pull(ctx, 4*capacity)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("Pull(done ctx) = %v", err)
+		}
+		held = append(held, ds...)
+	}
+	if len(held) < 2 {
+		t.Fatalf("%d deliveries handed out after filling capacity %d, want at least 2", len(held), capacity)
+	}
+	// The children of the first delivery take as much of the follow-up room as fits.
+	first := held[0]
+	held = held[1:]
+	for k := 2 * capacity; ; k-- {
+		if k == 0 {
+			t.Fatalf("no child of %s fits: a store must take some follow-ups", first.Event.ID())
+		}
+		children := newEvents(t, "suite.addsnothing.child", k)
+		err := b.Settle(t.Context(), backend.Settlement{Delivery: first, Children: children})
+		if errors.Is(err, backend.ErrQueueFull) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Settle with %d children = %v", k, err)
+		}
+		delete(outstanding, first.Event.ID())
+		for _, c := range children {
+			outstanding[c.ID()] = true
+		}
+		break
+	}
+	if err := b.Enqueue(t.Context(), newEvents(t, "suite.addsnothing", 1)...); !errors.Is(err, backend.ErrQueueFull) {
+		t.Fatalf("Enqueue into the filled store = %v, want ErrQueueFull", err)
+	}
+	outcomes := []backend.Outcome{backend.Release, backend.Nack, backend.Ack}
+	for i, d := range held {
+		o := outcomes[i%len(outcomes)]
+		if err := b.Settle(t.Context(), backend.Settlement{Delivery: d, Outcome: o}); err != nil {
+			t.Errorf("%v of %s in a full store = %v, want nil: it adds nothing", o, d.Event.ID(), err)
+			continue
+		}
+		if o == backend.Ack {
+			delete(outstanding, d.Event.ID())
+		}
+	}
+	// Drained one at a time, each Ack comes while the store is still over its bound.
+	for len(outstanding) > 0 && !t.Failed() {
+		d := pullWait(t, b, 1)[0]
+		if !outstanding[d.Event.ID()] {
+			t.Fatalf("pulled %s, which is not outstanding", d.Event.ID())
+		}
+		if err := b.Settle(t.Context(), ack(d)); err != nil {
+			t.Fatalf("Ack of %s without follow-ups in a full store = %v, want nil", d.Event.ID(), err)
+		}
+		delete(outstanding, d.Event.ID())
+	}
+	if !t.Failed() {
+		expectNothing(t, b)
+	}
 }
 
 func (s suite) idle(t *testing.T) {

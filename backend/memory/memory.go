@@ -36,7 +36,9 @@ type Config struct {
 	// Settle adds, may use a reserve of as much again, so that a queue producers have
 	// filled still takes the follow-ups of the events in flight; beyond twice Capacity
 	// Settle refuses them too. Events handed out and not yet settled do not count, and a
-	// Release or Nack never fails for lack of room: the event was admitted once already.
+	// settlement that adds nothing (a Release, a Nack, an Ack without children or
+	// retries) never fails for lack of room: its event was admitted once already, so
+	// give-backs may take the store past twice Capacity by what was in flight.
 	// Zero means 100,000; [Unbounded] turns the bound off.
 	Capacity int
 	// DeadLetterCapacity bounds the dead letters kept. Beyond it the oldest is dropped
@@ -301,7 +303,7 @@ func parseDecimal(s string, limit uint64) (uint64, bool) {
 // (Nack, with its metadata's Targets set from the settlement's when given).
 //
 // A settlement whose children and retries do not all fit changes nothing and fails with
-// [backend.ErrQueueFull]; one whose receipt was not handed out by this store, or was
+// [backend.ErrQueueFull]; one without children or retries never does. One whose receipt was not handed out by this store, or was
 // settled already, fails with [backend.ErrUnknownDelivery]. Settle stops at the first
 // failure and returns a *[backend.SettleError] saying how many were applied; the failed
 // delivery stays unsettled. Settle never blocks, so ctx is not consulted. After Close it
@@ -401,9 +403,12 @@ func (b *Backend) settle(s *backend.Settlement, now *time.Time) error {
 }
 
 // hasFollowUpRoom reports whether n more follow-ups fit: they may use the reserve of
-// another Capacity beyond what producers may fill; b.mu is held.
+// another Capacity beyond what producers may fill; b.mu is held. A settlement without
+// follow-ups always fits, even when give-backs have filled the reserve: it adds nothing,
+// and one refused would leave its delivery handed out for good, since the store never
+// takes back a delivery on its own.
 func (b *Backend) hasFollowUpRoom(n int) bool {
-	return b.capacity == Unbounded || n <= 2*b.capacity-b.ready.len()-len(b.sched)
+	return n == 0 || b.capacity == Unbounded || n <= 2*b.capacity-b.ready.len()-len(b.sched)
 }
 
 // hasRoom reports whether n more events fit; b.mu is held.

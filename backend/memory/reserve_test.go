@@ -89,3 +89,68 @@ func TestDroppedDeadLettersAreLogged(t *testing.T) {
 		t.Fatalf("logs = %q, want one line per dropped dead letter naming its event", lines)
 	}
 }
+
+// A settlement that adds nothing (a Release, a Nack, an Ack without follow-ups) never
+// fails for lack of room, even when give-backs and follow-ups have filled the reserve:
+// a delivery the store refuses to take back stays handed out for good.
+func TestGiveBackNeverFailsForRoom(t *testing.T) {
+	b, err := memory.New(memory.Config{Capacity: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := make([]necro.Event, 6)
+	for i := range evs {
+		if evs[i], err = necro.NewEvent("giveback", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ds []backend.Delivery
+	for i := range 4 {
+		if err := b.Enqueue(t.Context(), evs[i]); err != nil {
+			t.Fatalf("Enqueue %d = %v", i, err)
+		}
+		got, err := b.Pull(t.Context(), 1)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("Pull %d = %d deliveries, %v; want 1", i, len(got), err)
+		}
+		ds = append(ds, got[0])
+	}
+	if err := b.Enqueue(t.Context(), evs[4]); err != nil {
+		t.Fatalf("Enqueue with the queue empty = %v", err)
+	}
+	steps := []struct {
+		what string
+		st   backend.Settlement
+	}{
+		{"Ack with one child", backend.Settlement{Delivery: ds[0], Outcome: backend.Ack, Children: evs[5:6]}},
+		{"Release", backend.Settlement{Delivery: ds[1], Outcome: backend.Release}},
+		{"Release", backend.Settlement{Delivery: ds[2], Outcome: backend.Release}},
+		{"Ack without follow-ups", backend.Settlement{Delivery: ds[3], Outcome: backend.Ack}},
+	}
+	for i, s := range steps {
+		if err := b.Settle(t.Context(), s.st); err != nil {
+			t.Errorf("settlement %d (%s) with %d waiting in Capacity 1 = %v, want nil: it adds nothing", i+1, s.what, b.Len(), err)
+		}
+	}
+	if !idleAfterDraining(t, b) {
+		t.Fatal("store not idle after every waiting event was pulled and acked: a delivery stayed handed out")
+	}
+}
+
+// idleAfterDraining pulls and acks every waiting event and reports whether the store
+// is idle then.
+func idleAfterDraining(t *testing.T, b *memory.Backend) bool {
+	t.Helper()
+	for b.Len() > 0 {
+		ds, err := b.Pull(t.Context(), b.Len())
+		if err != nil {
+			t.Fatalf("Pull = %v", err)
+		}
+		for _, d := range ds {
+			if err := b.Settle(t.Context(), backend.Settlement{Delivery: d}); err != nil {
+				t.Fatalf("Ack %s = %v", d.Event.ID(), err)
+			}
+		}
+	}
+	return b.Idle()
+}

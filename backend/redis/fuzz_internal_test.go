@@ -29,6 +29,7 @@ func FuzzDecodeEntry(f *testing.F) {
 		{"[1, 2]", ""},
 		{"{}", "{}"},
 		{python[:60], ""},
+		{strings.Replace(python, "ORDER_PLACED", strings.Repeat("T", 256), 1), ""},
 		{"\xff", "\x00"},
 	}
 	for _, s := range seeds {

@@ -5,6 +5,7 @@ package redis_test
 // never sits pending, and the entries after it are still delivered.
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +68,12 @@ var poisonCases = []struct {
 		[]string{"payload", "exceeds", "1000000"},
 	},
 	{"invalid meta", []string{"event", poisonGood, "meta", `{"depth": `}, poisonGood, []string{"meta", "not valid JSON"}},
+	{
+		"type too long",
+		[]string{"event", strings.Replace(poisonGood, "ORDER_PLACED", strings.Repeat("T", necro.MaxTypeBytes+1), 1)},
+		strings.Replace(poisonGood, "ORDER_PLACED", strings.Repeat("T", necro.MaxTypeBytes+1), 1),
+		[]string{"event_type", "longer than", strconv.Itoa(necro.MaxTypeBytes)},
+	},
 }
 
 // Each kind of poison entry is dead-lettered by the Pull that reads it, with the raw
