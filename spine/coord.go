@@ -117,6 +117,15 @@ func (c *coordinator) receive(msg any) {
 	if c.aborted {
 		return
 	}
+	if c.r.ctx.Err() != nil {
+		// An immediate stop is under way and its abort is on the way. Every Handle call
+		// still running has had its ctx canceled by it, so a result that comes in now
+		// may be that cancellation (ctx.Err()) rather than the call's own outcome:
+		// committing it would ack, give up on or dead-letter an event that never
+		// failed. From here on nothing is dispatched or committed; the abort gives back
+		// every delivery not committed yet. What was committed before stays committed.
+		return
+	}
 	c.dispatch()
 	c.commit()
 }
