@@ -362,3 +362,108 @@ func TestImmediateStopLeavesNoFailureInTelemetry(t *testing.T) {
 		stopCheck(t, fmt.Sprintf("round %d", round), sp, bed, roots)
 	}
 }
+
+var errStopTestCause = errors.New("the caller's own reason")
+
+// One rule for what Run, Serve and Shutdown return when their ctx ends: a call reports
+// context.Cause(ctx) when the end of its ctx kept it from doing its job, and nil
+// otherwise. Canceling the ctx of Run or Serve (context.Canceled, or a cause that is
+// context.Canceled, as signal.NotifyContext gives) is how a caller stops them: nil.
+// A deadline or another cause cuts the run short: they return it. Shutdown's job is to
+// drain: when its ctx ends first, it returns the cause, while the run it stopped
+// returns nil. Either way the events in flight go back to the store.
+func TestCtxEndIsReportedByOneRule(t *testing.T) {
+	tests := []struct {
+		name     string
+		serve    bool
+		ctx      func(parent context.Context) (context.Context, func())
+		shutdown func(parent context.Context) (context.Context, func()) // nil: no Shutdown
+		want     error                                                  // from Run or Serve
+		wantShut error                                                  // from Shutdown
+	}{
+		{name: "Run, ctx canceled", ctx: stopCanceled(context.Canceled)},
+		{name: "Serve, ctx canceled", serve: true, ctx: stopCanceled(context.Canceled)},
+		{name: "Run, ctx canceled by a signal", ctx: stopCanceled(stopSignal("interrupt signal received"))},
+		{name: "Run, ctx canceled with a cause", ctx: stopCanceled(errStopTestCause), want: errStopTestCause},
+		{name: "Serve, ctx canceled with a cause", serve: true, ctx: stopCanceled(errStopTestCause), want: errStopTestCause},
+		{name: "Run, deadline passed", ctx: stopDeadline(nil), want: context.DeadlineExceeded},
+		{name: "Serve, deadline passed", serve: true, ctx: stopDeadline(nil), want: context.DeadlineExceeded},
+		{name: "Run, deadline passed with a cause", ctx: stopDeadline(errStopTestCause), want: errStopTestCause},
+		{name: "Shutdown, ctx canceled", serve: true, ctx: stopNever, shutdown: stopCanceled(context.Canceled),
+			wantShut: context.Canceled},
+		{name: "Shutdown, ctx canceled with a cause", serve: true, ctx: stopNever, shutdown: stopCanceled(errStopTestCause),
+			wantShut: errStopTestCause},
+		{name: "Shutdown, deadline passed", serve: true, ctx: stopNever, shutdown: stopDeadline(nil),
+			wantShut: context.DeadlineExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := lcQueue(t)
+			await := lcAwaitCtx(t)
+			started := make(chan struct{}, 1)
+			organ := func(ctx context.Context, _ necro.Event) ([]necro.Event, error) {
+				select {
+				case started <- struct{}{}:
+				default:
+				}
+				return nil, await(ctx)
+			}
+			sp := lcSpine(t, q, []necro.Mount{{Name: "o", Organ: necro.NewOrgan([]string{"job"}, organ)}}, spine.Config{})
+			roots := lcEnqueue(t, q, "job", 0, 3)
+			ctx, end := tt.ctx(t.Context())
+			defer end()
+			run := sp.Run
+			if tt.serve {
+				run = sp.Serve
+			}
+			result := lcGo(t, func() error { return run(ctx) })
+			lcRecv(t, "the first Handle call", started)
+			if tt.shutdown != nil {
+				sctx, endShutdown := tt.shutdown(t.Context())
+				shut := lcGo(t, func() error { return sp.Shutdown(sctx) })
+				endShutdown()
+				if err := lcRecv(t, "Shutdown to return", shut); !errors.Is(err, tt.wantShut) || err == nil {
+					t.Errorf("Shutdown() = %v, want %v", err, tt.wantShut)
+				}
+			} else {
+				end()
+			}
+			if err := lcRecv(t, "the run to return", result); !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+				t.Errorf("the run returned %v, want %v", err, tt.want)
+			}
+			stopCheck(t, tt.name, sp, stopBed{b: q, ordered: true, left: func(t *testing.T) []necro.Event { return seedLeft(t, q) },
+				deadLetters: func(t *testing.T) int { return len(seedDeadLetters(t, q)) }}, roots)
+		})
+	}
+}
+
+// stopSignal is the cause signal.NotifyContext gives: it is context.Canceled.
+type stopSignal string
+
+func (s stopSignal) Error() string        { return string(s) }
+func (s stopSignal) Is(target error) bool { return target == context.Canceled }
+
+// stopCanceled returns a ctx that the returned func cancels with cause.
+func stopCanceled(cause error) func(context.Context) (context.Context, func()) {
+	return func(parent context.Context) (context.Context, func()) {
+		ctx, cancel := context.WithCancelCause(parent)
+		return ctx, func() { cancel(cause) }
+	}
+}
+
+// stopDeadline returns a ctx whose deadline the returned func makes pass, by waiting
+// for it: a ctx's deadline cannot be moved, so it is short, and the func waits until
+// it has passed. cause, when set, is the deadline's cause.
+func stopDeadline(cause error) func(context.Context) (context.Context, func()) {
+	return func(parent context.Context) (context.Context, func()) {
+		const soon = 50 * time.Millisecond
+		ctx, cancel := context.WithTimeoutCause(parent, soon, cause)
+		return ctx, func() {
+			<-ctx.Done()
+			cancel()
+		}
+	}
+}
+
+// stopNever returns a ctx that ends only with the test: the run is stopped another way.
+func stopNever(parent context.Context) (context.Context, func()) { return parent, func() {} }
