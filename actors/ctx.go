@@ -70,10 +70,14 @@ func (c *handleCtx) expire(reason uint32) {
 		return
 	}
 	c.mu.Lock()
-	if c.done != nil {
-		close(c.done)
-	} else {
+	switch c.done {
+	case nil:
 		c.done = closedChan
+	case closedChan:
+		// Done was asked for between the compare-and-swap and the lock: it saw the ctx
+		// ended and handed out the closed channel already.
+	default:
+		close(c.done)
 	}
 	c.mu.Unlock()
 }

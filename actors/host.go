@@ -108,6 +108,10 @@ type Stuck struct {
 	index int
 }
 
+// closeMark is the last message Close sends the coordinator: when it is handled, so is
+// every message sent before it.
+type closeMark struct{ handled chan struct{} }
+
 type restartMsg struct {
 	organ int
 	pid   *actor.PID
@@ -282,6 +286,8 @@ func (h *Host) spawn(organ int) {
 }
 
 // Close stops the watchdog, the timers and the actors, and waits for the watchdog.
+// The answers the organ actors sent before they stopped reach the handler first; the
+// results they never sent are dropped, their spans ended with the outcome "release".
 // Abandoned Handle calls still running cannot be stopped; they are left to finish and
 // their results are dropped.
 func (h *Host) Close() {
@@ -316,6 +322,15 @@ func (h *Host) Close() {
 			break
 		}
 		time.Sleep(time.Millisecond)
+	}
+	// The organ actors' last answers were sent before they stopped; let the handler
+	// have them, and the spans in their results, before the coordinator stops: Stop
+	// would drop the user messages still in its mailbox.
+	flushed := make(chan struct{})
+	h.Send(closeMark{flushed})
+	select {
+	case <-flushed:
+	case <-time.After(h.cfg.AbandonAfter): // the handler never blocks; this bound is only a safeguard
 	}
 	h.sys.Root.Stop(h.coord) // stops the organ actors too
 	h.sys.Shutdown()
@@ -385,6 +400,8 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		}
 	case restartMsg:
 		h.restart(m)
+	case closeMark:
+		close(m.handled)
 	case *actor.Stopping, *actor.Stopped, *actor.Restarting, *actor.Terminated:
 	default:
 		h.handle(m)

@@ -63,6 +63,12 @@ func (a *organActor) handleBatch(ctx actor.Context, w *work) {
 	for i, it := range w.items {
 		if a.h.closing.Load() {
 			// The host is closing: its run is over and nobody waits for these results.
+			// Their events went back unsettled; their spans end here, as no one else
+			// will end them.
+			for _, res := range w.claim(i) {
+				res.Span.Settled("release", "")
+				res.Span.End(res.Duration, 0)
+			}
 			w.cur.Store(nil)
 			a.slot.active.Store(nil)
 			return
@@ -104,9 +110,11 @@ func (a *organActor) handleBatch(ctx actor.Context, w *work) {
 			lastFlush = end
 		}
 	}
+	// Sent before the batch stops counting as running, so that Host.Close, which waits
+	// for what runs, never gets ahead of this answer.
+	ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: w.claim(len(w.items)), Final: true, Incarnation: a.incarnation})
 	w.cur.Store(nil)
 	a.slot.active.Store(nil)
-	ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: w.claim(len(w.items)), Final: true, Incarnation: a.incarnation})
 }
 
 // claim takes the results before upto that nobody has sent yet. The organ actor, the

@@ -45,7 +45,10 @@ type organState struct {
 	benched bool          // quarantined by its restart intensity, until its actor is Ready
 	seen    int64         // the latest actor incarnation heard from
 	downTo  int64         // incarnations up to this one crashed or were abandoned
-	history supervision.History
+	// crashOpen is set between the first and the second report of a crash; see
+	// crashReported.
+	crashOpen bool
+	history   supervision.History
 }
 
 type record struct {
@@ -117,6 +120,15 @@ func (c *coordinator) receive(msg any) {
 	if c.aborted {
 		return
 	}
+	if c.r.ctx.Err() != nil {
+		// An immediate stop is under way and its abort is on the way. Every Handle call
+		// still running has had its ctx canceled by it, so a result that comes in now
+		// may be that cancellation (ctx.Err()) rather than the call's own outcome:
+		// committing it would ack, give up on or dead-letter an event that never
+		// failed. From here on nothing is dispatched or committed; the abort gives back
+		// every delivery not committed yet. What was committed before stays committed.
+		return
+	}
 	c.dispatch()
 	c.commit()
 }
@@ -179,6 +191,9 @@ func (c *coordinator) dispatch() {
 }
 
 func (c *coordinator) done(m *actors.Done) {
+	if m.Crashed {
+		c.crashReported(m.Organ)
+	}
 	if c.aborted {
 		endReleased(m.Results)
 		return
@@ -216,11 +231,26 @@ func (c *coordinator) record(organ int, results []actors.Result) {
 	}
 }
 
+// crashReported counts a crash of an organ's actor, a panic in Handle, at the first of
+// its two reports: the Done marked Crashed, and protoactor's Failure (Crashed), a system
+// message that may come first. A run can end between the two; counting at the first
+// keeps Panics and Restarts equal whichever it was. The two reports of one crash come
+// before any of the next: the actor gets work again only after its new incarnation's
+// Ready, which follows the Done in the mailbox, and after Crashed, which restarts it.
+func (c *coordinator) crashReported(organ int) {
+	o := &c.organs[organ]
+	o.crashOpen = !o.crashOpen
+	if o.crashOpen {
+		c.r.stats.panics.Add(1)
+		c.r.stats.restarts.Add(1)
+	}
+}
+
 func (c *coordinator) crashed(m actors.Crashed) {
+	c.crashReported(m.Organ)
 	o := &c.organs[m.Organ]
 	o.up = false
 	st := c.r.stats
-	st.restarts.Add(1)
 	now := time.Now()
 	d := c.r.cfg.Restart.Decide(&o.history, now, uint64(now.UnixNano()))
 	attrs := []any{slog.String("organ", o.name), slog.Any("err", m.Err), slog.Duration("delay", d.Delay),
@@ -369,11 +399,7 @@ func (c *coordinator) failed(st *backend.Settlement, rec *record, index int, err
 	ctx := span.Context(telemetry.WithFlow(c.r.ctx, telemetry.Flow{Event: ev, Organ: organ}))
 	stats := c.r.stats
 	stats.handlerError(organ)
-	var pe *necro.PanicError
-	switch {
-	case errors.As(err, &pe):
-		stats.panics.Add(1)
-	case errors.Is(err, necro.ErrHandlerTimeout):
+	if errors.Is(err, necro.ErrHandlerTimeout) {
 		stats.timeouts.Add(1)
 	}
 	attempts := max(ev.Attempt(), c.r.s.tracker.Fail(ev.ID(), organ))

@@ -139,7 +139,12 @@ func (s *Spine) Organs() []string {
 
 // Run dispatches events until the work is done: nothing is in flight and the backend
 // is empty (exactly, for a backend.Idler; after IdleTimeout of empty pulls otherwise).
-// It returns nil then, or after [Spine.Stop] or the cancelling of ctx.
+// It returns nil then, or after a stop asked for: [Spine.Stop], [Spine.Shutdown], or
+// canceling ctx (a cause that is context.Canceled, such as signal.NotifyContext's,
+// counts as canceling). When ctx ends otherwise, its deadline passed or it was canceled
+// with another cause, Run stops at once all the same and returns context.Cause(ctx)
+// (context.DeadlineExceeded for a plain deadline): the work was cut short. An
+// immediate stop gives the events in flight back to the backend unsettled.
 // It returns necro.ErrStepBudgetExceeded when it dispatched MaxSteps events while more
 // were waiting (they stay in the backend, unacked), *EnqueueError when the backend
 // refused children in EnqueueFail mode, and *BackendUnavailableError after
@@ -147,10 +152,12 @@ func (s *Spine) Organs() []string {
 // goroutine it started has exited, except Handle calls abandoned for ignoring their ctx.
 func (s *Spine) Run(ctx context.Context) error { return s.start(ctx, true) }
 
-// Serve dispatches events until ctx is canceled or [Spine.Stop] or [Spine.Shutdown]
-// is called; an empty backend only makes it wait. MaxSteps does not apply; MaxDepth and
-// MaxFanOut do. A failing backend opens a circuit that is retried with BackendBackoff,
-// and Serve goes on. It returns nil after a stop, or the error that made it stop.
+// Serve dispatches events until it is stopped; an empty backend only makes it wait.
+// MaxSteps does not apply; MaxDepth and MaxFanOut do. A failing backend opens a circuit
+// that is retried with BackendBackoff, and Serve goes on. Its ctx works as Run's: it
+// returns nil after [Spine.Stop], [Spine.Shutdown] or the canceling of ctx, and
+// context.Cause(ctx) when ctx's deadline passed or it was canceled with another cause;
+// otherwise it returns the error that made it stop.
 func (s *Spine) Serve(ctx context.Context) error { return s.start(ctx, false) }
 
 // Stop asks the current run to stop pulling, finish the events in flight, and return.
@@ -165,10 +172,10 @@ func (s *Spine) Stop() {
 	}
 }
 
-// Shutdown stops the current run as [Spine.Stop] does and waits until it has returned.
-// When ctx ends first, Shutdown stops at once: events still in flight go back to the
-// backend unsettled (they are redelivered), and Shutdown returns ctx's error after the
-// run has returned.
+// Shutdown stops the current run as [Spine.Stop] does and waits until it has returned,
+// then returns nil. When ctx ends first, Shutdown stops at once: events still in flight
+// go back to the backend unsettled (they are redelivered), and Shutdown returns
+// context.Cause(ctx) after the run has returned, which itself returns nil.
 func (s *Spine) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	r := s.cur
@@ -183,7 +190,7 @@ func (s *Spine) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		r.abortNow()
 		<-r.finished
-		return ctx.Err()
+		return context.Cause(ctx)
 	}
 }
 

@@ -17,16 +17,16 @@ type Stats struct {
 	Emitted         int64            // children enqueued
 	Dispatched      int64            // deliveries pulled and handed to organs (the steps MaxSteps counts)
 	Unrouted        int64            // deliveries no mounted organ listens to (acked)
-	HandlerErrors   map[string]int64 // failed attempts per organ: errors, panics, timeouts
+	HandlerErrors   map[string]int64 // failed attempts per organ: errors, panics, timeouts (not a call an immediate stop canceled)
 	Retried         int64            // retries scheduled
 	DeadLettered    int64            // dead letters written
 	EnqueueFailures map[string]int64 // children the backend refused, per event type
 	BackendErrors   int64            // failed pulls and settles
 	AckErrors       int64            // settlements the backend rejected as unknown
-	Panics          int64            // Handle calls that panicked
+	Panics          int64            // Handle calls that panicked, counted as the crash is seen
 	Timeouts        int64            // Handle calls past their deadline
 	Abandoned       int64            // Handle calls abandoned after ignoring their ctx
-	Restarts        int64            // organ actor restarts
+	Restarts        int64            // organ actor restarts: one per panic, counted with it, even if the run ends before the restart
 	Quarantines     int64            // organ quarantines
 	QuarantineWaits int64            // (event, organ) pairs that had to wait for a quarantined organ
 	DepthExceeded   int64            // children cut by MaxDepth
