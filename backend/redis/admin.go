@@ -92,6 +92,9 @@ type GroupInfo struct {
 	LastDeliveredID string // the last entry the group read
 	Lag             int64  // entries the group has not read yet; -1 when Redis cannot tell
 	Consumers       []ConsumerInfo
+	// Workers is the group's roster: the workers that announced the organs they mount,
+	// live or gone lately, sorted by name.
+	Workers []Worker
 }
 
 // A ConsumerInfo describes one consumer of a group.
@@ -163,6 +166,9 @@ func (a *Admin) Inspect(ctx context.Context) (Inspection, error) {
 			gi.Consumers = append(gi.Consumers, ci)
 		}
 		slices.SortFunc(gi.Consumers, func(x, y ConsumerInfo) int { return cmp.Compare(x.Name, y.Name) })
+		if gi.Workers, err = a.workers(ctx, g.Name); err != nil {
+			return in, fmt.Errorf("redis: inspect: %w", err)
+		}
 		in.Groups = append(in.Groups, gi)
 	}
 	slices.SortFunc(in.Groups, func(x, y GroupInfo) int { return cmp.Compare(x.Name, y.Name) })
