@@ -211,8 +211,8 @@ func (c *coordinator) settleRouting(st *backend.Settlement, rec *record, now tim
 		stats.deferred.Add(1)
 		if !c.deferLogged {
 			c.deferLogged = true
-			c.log.WarnContext(c.r.ctx, "the store's roster is not known; events this worker cannot route alone wait",
-				slog.String("event_type", ev.Type()))
+			c.log.WarnContext(c.r.ctx, "no fresh reading of the store's roster; an event this worker cannot route alone waits for one (logged once per run)",
+				slog.String("event_type", ev.Type()), slog.Any("event", ev))
 		}
 		return true
 	}
@@ -255,6 +255,7 @@ func (c *coordinator) settleRouting(st *backend.Settlement, rec *record, now tim
 // one emits an event that only it routes. A store that cannot answer now is logged;
 // the heartbeat and the watcher try again.
 func (r *run) announce(ro backend.Roster) {
+	defer r.joining.Store(false)
 	if err := ro.Announce(r.ctx, r.s.served); err != nil {
 		r.stats.backendErrors.Add(1)
 		r.log.WarnContext(r.ctx, "announcing this worker on the store's roster failed; trying again", slog.Any("err", err))
@@ -264,9 +265,7 @@ func (r *run) announce(ro backend.Roster) {
 	}
 	r.log.InfoContext(r.ctx, "joined a group whose live workers do not serve every organ mounted here; waiting for them to see this worker",
 		slog.Duration("wait", joinWait))
-	r.joining.Store(true)
 	sleep(r.pullCtx, joinWait)
-	r.joining.Store(false)
 }
 
 // brings reports whether other workers are live and some organ mounted here, with some

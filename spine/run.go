@@ -59,6 +59,8 @@ type run struct {
 func newRun(s *Spine, ctx context.Context, bounded bool) *run {
 	r := &run{s: s, cfg: s.cfg, b: s.b, log: s.cfg.Logger, tel: s.cfg.Telemetry, stats: s.stats, health: s.health, bounded: bounded,
 		finished: make(chan struct{})}
+	_, r.roster = s.b.(backend.Roster)
+	r.joining.Store(r.roster) // until it has announced itself; see announce
 	r.ctx, r.cancel = context.WithCancelCause(ctx)
 	r.pullCtx, r.pullCancel = context.WithCancel(r.ctx)
 	r.free.Store(int64(s.cfg.Window))
@@ -96,7 +98,6 @@ func (r *run) execute() error {
 	var wg sync.WaitGroup
 	ro, isRoster := r.b.(backend.Roster)
 	if isRoster {
-		r.roster = true
 		r.announce(ro)
 		wg.Go(func() { r.watchRoster(ro) })
 	}

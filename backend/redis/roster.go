@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/necrostack/necro"
 	"github.com/necrostack/necro/backend"
 )
 
@@ -373,4 +375,53 @@ func (a *Admin) Workers(ctx context.Context) ([]Worker, error) {
 		return ws, fmt.Errorf("redis: %w", err)
 	}
 	return ws, nil
+}
+
+// CheckReplay tells whether a live worker of the group would handle ev, replayed: each
+// organ it is targeted at is mounted, listening to its type, by a live worker of the
+// roster, or, untargeted, some live worker listens to its type. The error matches
+// [ErrNoLiveOrgan] and names what is missing.
+func (a *Admin) CheckReplay(ctx context.Context, ev necro.Event) error {
+	ws, err := a.Workers(ctx)
+	if err != nil {
+		return err
+	}
+	serves := func(organ string) bool {
+		for _, w := range ws {
+			for _, o := range w.Organs {
+				if w.Live && (organ == "" || o.Organ == organ) && slices.Contains(o.Types, ev.Type()) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	live := 0
+	for _, w := range ws {
+		if w.Live {
+			live++
+		}
+	}
+	hint := fmt.Sprintf("%d live workers on the roster of group %q", live, a.cfg.Group)
+	if live == 0 {
+		hint = fmt.Sprintf("no live worker has announced itself in group %q (workers from before necro had a roster never do)", a.cfg.Group)
+	}
+	targets := ev.Meta().Targets
+	if len(targets) == 0 {
+		if !serves("") {
+			return fmt.Errorf("%w: no live worker has an organ listening to type %q; %s", ErrNoLiveOrgan, ev.Type(), hint)
+		}
+		return nil
+	}
+	var missing []string
+	for _, t := range targets {
+		if !serves(t) {
+			missing = append(missing, strconv.Quote(t))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: no live worker mounts organ %s listening to type %q; %s", ErrNoLiveOrgan,
+			strings.Join(missing, ", "), ev.Type(), hint)
+	}
+	return nil
 }
