@@ -503,3 +503,37 @@ func TestUnroutedTypesLoggedBounded(t *testing.T) {
 		t.Errorf("%d unrouted types logged of %d; want at least one and at most 1024", lines, types)
 	}
 }
+
+// A bounded Run on a store shared with other workers ends when the stream is idle, and
+// takes its worker off the roster.
+func TestBoundedRunOnRosterStoreEnds(t *testing.T) {
+	srv := redistest.Start(t, redistest.Config{})
+	b, err := necroredis.Open(t.Context(), rosterRedis(srv.URL(), "bounded"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	h := newHandlings()
+	sp, err := spine.New(b, []necro.Mount{h.organ("x", []string{"t"}, nil)}, spine.Config{IdleTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enqueueN(t, srv.URL(), "t", 3)
+	done := make(chan error, 1)
+	go func() { done <- sp.Run(t.Context()) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return 20s after the stream went idle")
+	}
+	if h.distinct("x") != 3 {
+		t.Errorf("x handled %d events, want 3", h.distinct("x"))
+	}
+	roll, err := b.Roll(t.Context())
+	if err != nil || len(roll.Members) != 0 {
+		t.Errorf("roll after the run = %+v, %v; want nobody", roll, err)
+	}
+}

@@ -106,6 +106,7 @@ func (r *run) execute() error {
 	wg.Go(func() { fetchErr <- r.fetch() })
 
 	err := <-fetchErr
+	r.pullCancel() // the fetcher is done: so is the roster's watcher
 	if isRoster {
 		r.withdraw(ro)
 	}
