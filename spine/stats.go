@@ -152,7 +152,8 @@ func (t *tally) total() Stats {
 func countFigures(st Stats) telemetry.Figures {
 	return telemetry.Figures{
 		Processed: st.Processed, Emitted: st.Emitted, Dispatched: st.Dispatched, Failed: st.HandlerErrors,
-		Retried: st.Retried, DeadLettered: st.DeadLettered, Unrouted: st.Unrouted, Panics: st.Panics,
+		Retried: st.Retried, DeadLettered: st.DeadLettered, Unrouted: st.Unrouted, HandedOff: st.HandedOff,
+		Forwarded: st.Forwarded, Deferred: st.Deferred, Panics: st.Panics,
 		Timeouts: st.Timeouts, Abandoned: st.Abandoned, Restarts: st.Restarts, Quarantines: st.Quarantines,
 		BackendErrors: st.BackendErrors, EnqueueFailures: st.EnqueueFailureCount(""), AckErrors: st.AckErrors,
 		DepthExceeded: st.DepthExceeded, FanOutExceeded: st.FanOutExceeded,
