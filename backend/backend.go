@@ -73,6 +73,10 @@ const (
 	// Release: the event was not handled; it goes back at once, first in line, and the
 	// delivery does not count as a failure.
 	Release
+	// Handoff: the event was not handled because this worker mounts none of the organs
+	// it is for; the store passes the delivery, unhandled, to the [Roster] member named
+	// by Settlement.To. Only a Roster takes it.
+	Handoff
 )
 
 func (o Outcome) String() string {
@@ -83,6 +87,8 @@ func (o Outcome) String() string {
 		return "nack"
 	case Release:
 		return "release"
+	case Handoff:
+		return "handoff"
 	}
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }
@@ -93,6 +99,8 @@ type Settlement struct {
 	Outcome  Outcome
 	// Targets restricts a Nack's redelivery to these organs; empty means all.
 	Targets []string
+	// To names the Roster member a Handoff passes the delivery to.
+	To string
 	// Children are enqueued at the tail, in order, before the delivery is settled.
 	Children []necro.Event
 	// Retries are copies of the delivered event to hand out again once due, after
@@ -169,4 +177,41 @@ type Report struct {
 	Pending       int64 // events handed out and not settled, by every consumer
 	DeadLetters   int64 // dead letters held
 	Reconnections int64 // connections made again after one was lost; -1 for a store without connections
+}
+
+// A Roster is a store shared by several workers, each of which announces the organs it
+// mounts. It lets a worker tell an event that no live worker routes from one that
+// another worker routes, and hand the second kind over ([Handoff]) instead of acking
+// it unhandled: during a rolling deploy two versions of a service share one store, and
+// a worker must not drop the events only the other version serves. A store that one
+// process owns, such as the in-memory queue, is not a Roster.
+type Roster interface {
+	// Announce publishes what this worker serves, replacing what it announced before.
+	// The store renews the announcement (a heartbeat) until Withdraw or Close, so that
+	// a worker that dies drops out of every other worker's roll.
+	Announce(ctx context.Context, organs []OrganRoutes) error
+	// Withdraw removes this worker's announcement.
+	Withdraw(ctx context.Context) error
+	// Roll reads the live members from the store; Roll.At says when the read was sent.
+	Roll(ctx context.Context) (Roll, error)
+}
+
+// OrganRoutes names one mounted organ and the event types it listens to.
+type OrganRoutes struct {
+	Organ string
+	Types []string
+}
+
+// A Roll lists the workers whose announcements are live.
+type Roll struct {
+	Members []Member
+	At      time.Time // when the store read it
+}
+
+// A Member is one live worker of a [Roster].
+type Member struct {
+	Name   string        // the worker's name in the store (a Redis consumer name)
+	Self   bool          // this worker
+	Organs []OrganRoutes // as announced, sorted by organ name
+	Seen   time.Time     // its last heartbeat, by the store's clock
 }

@@ -142,6 +142,13 @@ type Config struct {
 	// it is idle (see backend.Idler) before it counts the work as done; zero means 1s.
 	IdleTimeout time.Duration
 
+	// Unrouted decides what becomes of an event that no live worker routes. On a store
+	// shared by several workers (a backend.Roster, such as Redis), an event this worker
+	// cannot route but another live worker can is never unrouted: it is handed to that
+	// worker, and an event targeted at an organ that no live worker mounts is
+	// dead-lettered naming the organ. The zero value is UnroutedAck.
+	Unrouted UnroutedPolicy
+
 	// Organs overrides the settings above for the organs it names (by mount name); an
 	// organ it does not name uses them as they are.
 	Organs map[string]OrganPolicy
@@ -239,6 +246,9 @@ func (c Config) validate() error {
 	}
 	if c.HandlerFailure < HandlerDeadLetter || c.HandlerFailure > HandlerNack {
 		return fmt.Errorf("%w: unknown HandlerFailure %d", ErrInvalidConfig, int(c.HandlerFailure))
+	}
+	if c.Unrouted < UnroutedAck || c.Unrouted > UnroutedDeadLetter {
+		return fmt.Errorf("%w: unknown Unrouted %d", ErrInvalidConfig, int(c.Unrouted))
 	}
 	if c.EnqueueFailure < EnqueueStore || c.EnqueueFailure > EnqueueRetry {
 		return fmt.Errorf("%w: unknown EnqueueFailure %d", ErrInvalidConfig, int(c.EnqueueFailure))

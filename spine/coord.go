@@ -31,7 +31,8 @@ type coordinator struct {
 	commitSeq uint64
 
 	aborted     bool
-	unroutedLog map[string]bool // event types already logged as unrouted
+	unroutedLog map[string]struct{} // event types already logged as unrouted, at most maxUnroutedLogged
+	deferLogged bool                // a deferral for want of a roster was logged
 	out         []backend.Settlement
 	children    []necro.Event
 }
@@ -56,6 +57,7 @@ type record struct {
 	seq     uint64
 	d       backend.Delivery
 	organs  []int // the organs it was dispatched to, in mount order
+	fate    fate  // where it goes beyond them
 	results []actors.Result
 	waiting int
 }
@@ -77,7 +79,7 @@ func newCoordinator(r *run) *coordinator {
 	for size < uint64(r.cfg.Window) {
 		size <<= 1
 	}
-	c := &coordinator{r: r, log: r.log, ring: make([]record, size), mask: size - 1, unroutedLog: map[string]bool{}}
+	c := &coordinator{r: r, log: r.log, ring: make([]record, size), mask: size - 1, unroutedLog: map[string]struct{}{}}
 	c.debug = c.log.Enabled(context.Background(), slog.LevelDebug)
 	for _, m := range r.s.mounts {
 		c.organs = append(c.organs, organState{name: m.Name})
@@ -139,15 +141,13 @@ func (c *coordinator) admit(ds []backend.Delivery) {
 		c.giveBack(ds)
 		return
 	}
+	rt := c.r.routes.Load()
 	for _, d := range ds {
 		seq := c.nextSeq
 		c.nextSeq++
 		rec := &c.ring[seq&c.mask]
-		organs := c.r.s.routes[d.Event.Type()]
-		if d.Event.Targeted() {
-			organs = c.targeted(organs, d.Event)
-		}
-		*rec = record{used: true, seq: seq, d: d, organs: organs, results: rec.results[:0], waiting: len(organs)}
+		organs, f := c.route(d.Event, rt)
+		*rec = record{used: true, seq: seq, d: d, organs: organs, fate: f, results: rec.results[:0], waiting: len(organs)}
 		for range organs {
 			rec.results = append(rec.results, actors.Result{})
 		}
@@ -327,12 +327,7 @@ func (c *coordinator) settle(rec *record, now time.Time) backend.Settlement {
 	first := len(c.children)
 	cfg := &c.r.cfg
 	stats := c.r.stats
-	if len(rec.organs) == 0 {
-		stats.unrouted.Add(1)
-		if !c.unroutedLog[ev.Type()] {
-			c.unroutedLog[ev.Type()] = true
-			c.log.WarnContext(c.r.ctx, "no organ listens to this event type; acked", slog.String("event_type", ev.Type()))
-		}
+	if c.settleRouting(&st, rec, now) {
 		return st
 	}
 	maxDepth, maxFanOut := limit(cfg.MaxDepth), limit(cfg.MaxFanOut)

@@ -41,6 +41,12 @@ type run struct {
 	host  *actors.Host
 	coord *coordinator
 
+	// roster says the store is shared with other workers (a backend.Roster); routes is
+	// what the last reading of its roster says they serve.
+	roster  bool
+	routes  atomic.Pointer[routing]
+	joining atomic.Bool // waiting for the other workers to see this one (see announce)
+
 	free     atomic.Int64 // room in the window
 	inflight atomic.Int64 // deliveries pulled and not yet settled
 	settles  atomic.Int64 // settles so far
@@ -53,6 +59,8 @@ type run struct {
 func newRun(s *Spine, ctx context.Context, bounded bool) *run {
 	r := &run{s: s, cfg: s.cfg, b: s.b, log: s.cfg.Logger, tel: s.cfg.Telemetry, stats: s.stats, health: s.health, bounded: bounded,
 		finished: make(chan struct{})}
+	_, r.roster = s.b.(backend.Roster)
+	r.joining.Store(r.roster) // until it has announced itself; see announce
 	r.ctx, r.cancel = context.WithCancelCause(ctx)
 	r.pullCtx, r.pullCancel = context.WithCancel(r.ctx)
 	r.free.Store(int64(s.cfg.Window))
@@ -88,11 +96,20 @@ func (r *run) execute() error {
 	r.coord.host = r.host
 
 	var wg sync.WaitGroup
+	ro, isRoster := r.b.(backend.Roster)
+	if isRoster {
+		r.announce(ro)
+		wg.Go(func() { r.watchRoster(ro) })
+	}
 	wg.Go(r.commitLoop)
 	fetchErr := make(chan error, 1)
 	wg.Go(func() { fetchErr <- r.fetch() })
 
 	err := <-fetchErr
+	r.pullCancel() // the fetcher is done: so is the roster's watcher
+	if isRoster {
+		r.withdraw(ro)
+	}
 	if r.ctx.Err() == nil {
 		r.waitSettled() // graceful: let what is in flight finish
 	}

@@ -23,13 +23,17 @@ var ErrRunning = errors.New("spine: already running")
 // it with [Spine.Run] (a bounded job) or [Spine.Serve] (a long-running service). One
 // run at a time; a Spine may be run again after a run returned.
 type Spine struct {
-	b       backend.Backend
-	mounts  []necro.Mount
-	routes  map[string][]int // event type → organs that listen to it, in mount order
-	cfg     Config
-	retry   []supervision.RetryPolicy // per organ, in mount order
-	tracker *supervision.RetryTracker
-	dest    telemetry.Destination // names the backend in spans and metrics
+	b      backend.Backend
+	mounts []necro.Mount
+	routes map[string][]int // event type → organs that listen to it, in mount order
+	// localRoutes holds every (organ, type) mounted here, to compare with the roster;
+	// served is the same, as a roster announcement.
+	localRoutes map[organType]bool
+	served      []backend.OrganRoutes
+	cfg         Config
+	retry       []supervision.RetryPolicy // per organ, in mount order
+	tracker     *supervision.RetryTracker
+	dest        telemetry.Destination // names the backend in spans and metrics
 
 	mu     sync.Mutex
 	cur    *run
@@ -50,7 +54,8 @@ func New(b backend.Backend, mounts []necro.Mount, cfg Config) (*Spine, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Spine{b: b, cfg: cfg, routes: map[string][]int{}, stats: newCounters(), health: &healthBox{problems: map[string]bool{}}}
+	s := &Spine{b: b, cfg: cfg, routes: map[string][]int{}, localRoutes: map[organType]bool{}, stats: newCounters(),
+		health: &healthBox{problems: map[string]bool{}}}
 	s.counts = &tally{cur: s.stats}
 	seen := map[string]bool{}
 	for i, m := range mounts {
@@ -62,9 +67,12 @@ func New(b backend.Backend, mounts []necro.Mount, cfg Config) (*Spine, error) {
 			return nil, fmt.Errorf("%w: name %q is mounted twice", necro.ErrInvalidOrgan, m.Name)
 		}
 		seen[m.Name] = true
-		for _, t := range slices.Compact(slices.Sorted(slices.Values(types))) {
+		types = slices.Compact(slices.Sorted(slices.Values(types)))
+		for _, t := range types {
 			s.routes[t] = append(s.routes[t], i)
+			s.localRoutes[organType{m.Name, t}] = true
 		}
+		s.served = append(s.served, backend.OrganRoutes{Organ: m.Name, Types: types})
 		s.mounts = append(s.mounts, m)
 	}
 	for name := range cfg.Organs {
@@ -213,7 +221,8 @@ func (s *Spine) Health() Health {
 }
 
 // Ready reports whether the Spine can take work now: a run is under way, it is not
-// draining after a stop, and it has no health problem. It has the shape of a
+// draining after a stop nor joining a store shared with other workers, and it has no
+// health problem. It has the shape of a
 // telemetry.Check, for a /readyz endpoint.
 func (s *Spine) Ready(context.Context) error {
 	s.mu.Lock()
@@ -224,6 +233,8 @@ func (s *Spine) Ready(context.Context) error {
 		return errors.New("spine: not running")
 	case r.stopping.Load() || r.ctx.Err() != nil:
 		return errors.New("spine: draining")
+	case r.joining.Load():
+		return errors.New("spine: joining: waiting for the store's other workers to see this one")
 	}
 	if problems := h.list(); len(problems) > 0 {
 		return fmt.Errorf("spine: %s", strings.Join(problems, "; "))

@@ -16,7 +16,10 @@ type Stats struct {
 	Processed       int64            // deliveries settled: acked, nacked or dead-lettered, routed or not
 	Emitted         int64            // children enqueued
 	Dispatched      int64            // deliveries pulled and handed to organs (the steps MaxSteps counts)
-	Unrouted        int64            // deliveries no mounted organ listens to (acked)
+	Unrouted        int64            // deliveries no organ of a live worker listens to (acked or dead-lettered, per Config.Unrouted)
+	HandedOff       int64            // deliveries passed, unhandled, to another worker that routes them
+	Forwarded       int64            // copies sent on to organs that only other workers mount
+	Deferred        int64            // deliveries nacked for want of a fresh reading of the store's roster
 	HandlerErrors   map[string]int64 // failed attempts per organ: errors, panics, timeouts (not a call an immediate stop canceled)
 	Retried         int64            // retries scheduled
 	DeadLettered    int64            // dead letters written
@@ -52,7 +55,7 @@ type counters struct {
 	processed, emitted, dispatched, unrouted, retried, deadLettered atomic.Int64
 	backendErrors, ackErrors, panics, timeouts, abandoned           atomic.Int64
 	restarts, quarantines, depthExceeded, fanOutExceeded            atomic.Int64
-	quarantineWaits                                                 atomic.Int64
+	quarantineWaits, handedOff, forwarded, deferred                 atomic.Int64
 
 	mu              sync.Mutex
 	handlerErrors   map[string]int64
@@ -81,7 +84,8 @@ func (c *counters) snapshot() Stats {
 	c.mu.Unlock()
 	return Stats{
 		Processed: c.processed.Load(), Emitted: c.emitted.Load(), Dispatched: c.dispatched.Load(),
-		Unrouted: c.unrouted.Load(), HandlerErrors: he, Retried: c.retried.Load(),
+		Unrouted: c.unrouted.Load(), HandedOff: c.handedOff.Load(), Forwarded: c.forwarded.Load(),
+		Deferred: c.deferred.Load(), HandlerErrors: he, Retried: c.retried.Load(),
 		DeadLettered: c.deadLettered.Load(), EnqueueFailures: ef, BackendErrors: c.backendErrors.Load(),
 		AckErrors: c.ackErrors.Load(), Panics: c.panics.Load(), Timeouts: c.timeouts.Load(),
 		Abandoned: c.abandoned.Load(), Restarts: c.restarts.Load(), Quarantines: c.quarantines.Load(),
@@ -104,7 +108,8 @@ func (s Stats) plus(o Stats) Stats {
 	}
 	return Stats{
 		Processed: s.Processed + o.Processed, Emitted: s.Emitted + o.Emitted, Dispatched: s.Dispatched + o.Dispatched,
-		Unrouted: s.Unrouted + o.Unrouted, HandlerErrors: sum(s.HandlerErrors, o.HandlerErrors),
+		Unrouted: s.Unrouted + o.Unrouted, HandedOff: s.HandedOff + o.HandedOff, Forwarded: s.Forwarded + o.Forwarded,
+		Deferred: s.Deferred + o.Deferred, HandlerErrors: sum(s.HandlerErrors, o.HandlerErrors),
 		Retried: s.Retried + o.Retried, DeadLettered: s.DeadLettered + o.DeadLettered,
 		EnqueueFailures: sum(s.EnqueueFailures, o.EnqueueFailures), BackendErrors: s.BackendErrors + o.BackendErrors,
 		AckErrors: s.AckErrors + o.AckErrors, Panics: s.Panics + o.Panics, Timeouts: s.Timeouts + o.Timeouts,
@@ -147,7 +152,8 @@ func (t *tally) total() Stats {
 func countFigures(st Stats) telemetry.Figures {
 	return telemetry.Figures{
 		Processed: st.Processed, Emitted: st.Emitted, Dispatched: st.Dispatched, Failed: st.HandlerErrors,
-		Retried: st.Retried, DeadLettered: st.DeadLettered, Unrouted: st.Unrouted, Panics: st.Panics,
+		Retried: st.Retried, DeadLettered: st.DeadLettered, Unrouted: st.Unrouted, HandedOff: st.HandedOff,
+		Forwarded: st.Forwarded, Deferred: st.Deferred, Panics: st.Panics,
 		Timeouts: st.Timeouts, Abandoned: st.Abandoned, Restarts: st.Restarts, Quarantines: st.Quarantines,
 		BackendErrors: st.BackendErrors, EnqueueFailures: st.EnqueueFailureCount(""), AckErrors: st.AckErrors,
 		DepthExceeded: st.DepthExceeded, FanOutExceeded: st.FanOutExceeded,

@@ -26,7 +26,10 @@ type Figures struct {
 	Failed          map[string]int64 // failed handling attempts, per organ
 	Retried         int64            // retries scheduled
 	DeadLettered    int64            // dead letters written
-	Unrouted        int64            // deliveries no organ listens to
+	Unrouted        int64            // deliveries no organ of a live worker listens to
+	HandedOff       int64            // deliveries passed, unhandled, to another worker that routes them
+	Forwarded       int64            // copies sent on to organs only other workers mount
+	Deferred        int64            // deliveries nacked for want of a fresh reading of the store's roster
 	Panics          int64            // Handle calls that panicked
 	Timeouts        int64            // Handle calls past their deadline
 	Abandoned       int64            // Handle calls abandoned after ignoring their ctx
@@ -54,6 +57,7 @@ type instruments struct {
 	processed, emitted, dispatched, failed, retried, deadLettered, unrouted    metric.Int64ObservableCounter
 	panics, timeouts, abandoned, restarts, quarantines, backendErrors, enqFail metric.Int64ObservableCounter
 	reconnections, ackErrors, depthExceeded, fanOutExceeded                    metric.Int64ObservableCounter
+	handedOff, forwarded, deferred                                             metric.Int64ObservableCounter
 	window, depth, pending, deadLetters                                        metric.Int64ObservableGauge
 }
 
@@ -86,7 +90,10 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 	in.failed = counter("necro.handler.failures", "{attempt}", "Failed handling attempts: errors, panics, timeouts")
 	in.retried = counter("necro.events.retried", "{event}", "Retries scheduled")
 	in.deadLettered = counter("necro.events.dead_lettered", "{event}", "Dead letters written")
-	in.unrouted = counter("necro.events.unrouted", "{event}", "Deliveries no organ listens to (acked)")
+	in.unrouted = counter("necro.events.unrouted", "{event}", "Deliveries no organ of a live worker listens to (acked or dead-lettered, as configured)")
+	in.handedOff = counter("necro.events.handed_off", "{event}", "Deliveries passed, unhandled, to another worker that routes them")
+	in.forwarded = counter("necro.events.forwarded", "{event}", "Copies of deliveries sent on to organs only other workers mount")
+	in.deferred = counter("necro.events.deferred", "{event}", "Deliveries nacked for want of a fresh reading of the store's roster")
 	in.panics = counter("necro.handler.panics", "{call}", "Handle calls that panicked")
 	in.timeouts = counter("necro.handler.timeouts", "{call}", "Handle calls past their deadline")
 	in.abandoned = counter("necro.handler.abandoned", "{call}", "Handle calls abandoned after ignoring their deadline")
@@ -117,7 +124,7 @@ func (in *instruments) enabled() bool {
 func (in *instruments) observables() []metric.Observable {
 	return []metric.Observable{in.processed, in.emitted, in.dispatched, in.failed, in.retried, in.deadLettered,
 		in.unrouted, in.panics, in.timeouts, in.abandoned, in.restarts, in.quarantines, in.backendErrors, in.enqFail,
-		in.reconnections, in.ackErrors, in.depthExceeded, in.fanOutExceeded, in.window, in.depth, in.pending, in.deadLetters}
+		in.reconnections, in.ackErrors, in.depthExceeded, in.fanOutExceeded, in.handedOff, in.forwarded, in.deferred, in.window, in.depth, in.pending, in.deadLetters}
 }
 
 // Observe registers read, which the meter calls at each collection for the figures of
@@ -141,7 +148,8 @@ func (r *Recorder) Observe(dest Destination, read func(ctx context.Context) (Fig
 			{in.retried, f.Retried}, {in.deadLettered, f.DeadLettered}, {in.unrouted, f.Unrouted},
 			{in.panics, f.Panics}, {in.timeouts, f.Timeouts}, {in.abandoned, f.Abandoned}, {in.restarts, f.Restarts},
 			{in.quarantines, f.Quarantines}, {in.backendErrors, f.BackendErrors}, {in.enqFail, f.EnqueueFailures},
-			{in.ackErrors, f.AckErrors}, {in.depthExceeded, f.DepthExceeded}, {in.fanOutExceeded, f.FanOutExceeded}} {
+			{in.ackErrors, f.AckErrors}, {in.depthExceeded, f.DepthExceeded}, {in.fanOutExceeded, f.FanOutExceeded},
+			{in.handedOff, f.HandedOff}, {in.forwarded, f.Forwarded}, {in.deferred, f.Deferred}} {
 			o.ObserveInt64(c.i, c.v, base)
 		}
 		if f.Reconnections >= 0 {

@@ -25,6 +25,10 @@ var (
 	// as a poison entry's or one deleted from the stream while pending: there is no
 	// event to enqueue again.
 	ErrNotReplayable = errors.New("redis: dead letter holds no event to replay")
+	// ErrNoLiveOrgan reports a replay refused because no live worker of the group would
+	// handle the event: no live worker mounts an organ it is targeted at, or, untargeted,
+	// no live worker listens to its type.
+	ErrNoLiveOrgan = errors.New("redis: no live worker would handle the event")
 )
 
 // An Admin looks at a stream from outside and repairs it: it inspects the stream, its
@@ -92,6 +96,9 @@ type GroupInfo struct {
 	LastDeliveredID string // the last entry the group read
 	Lag             int64  // entries the group has not read yet; -1 when Redis cannot tell
 	Consumers       []ConsumerInfo
+	// Workers is the group's roster: the workers that announced the organs they mount,
+	// live or gone lately, sorted by name.
+	Workers []Worker
 }
 
 // A ConsumerInfo describes one consumer of a group.
@@ -163,6 +170,9 @@ func (a *Admin) Inspect(ctx context.Context) (Inspection, error) {
 			gi.Consumers = append(gi.Consumers, ci)
 		}
 		slices.SortFunc(gi.Consumers, func(x, y ConsumerInfo) int { return cmp.Compare(x.Name, y.Name) })
+		if gi.Workers, err = a.workers(ctx, g.Name); err != nil {
+			return in, fmt.Errorf("redis: inspect: %w", err)
+		}
 		in.Groups = append(in.Groups, gi)
 	}
 	slices.SortFunc(in.Groups, func(x, y GroupInfo) int { return cmp.Compare(x.Name, y.Name) })
@@ -305,6 +315,13 @@ type ReplayOptions struct {
 	// goes only to the organ that gave up on it, when the dead letter names one, so that
 	// the organs that handled it fine do not handle it twice.
 	EveryOrgan bool
+	// Targets re-targets the event: it goes to these organs instead (EveryOrgan then
+	// does not apply). An operator re-targets a dead letter whose organ was renamed or
+	// removed since.
+	Targets []string
+	// Unchecked replays without asking the group's roster whether a live worker mounts
+	// the organs the event goes to (see [Admin.CheckReplay]).
+	Unchecked bool
 }
 
 // ReplayEvent returns the event [Admin.Replay] enqueues for e: e's event with its
@@ -323,6 +340,8 @@ func (e DeadLetterEntry) ReplayEvent(opts ReplayOptions) (necro.Event, error) {
 	m := e.Event.Meta()
 	m.Attempt = 1
 	switch {
+	case len(opts.Targets) > 0:
+		m.Targets = slices.Clone(opts.Targets)
 	case opts.EveryOrgan:
 		m.Targets = nil
 	case e.Organ != "" && e.Attempts > 0:
@@ -347,7 +366,9 @@ func firstLine(s string) string {
 // It returns the new stream entry's id, or "" when the dead letter is not there any
 // more (replayed or purged already): nothing was enqueued then. An event that cannot be
 // decoded is not replayed: the error matches [ErrNotReplayable] and nothing changes.
-// The stream's Capacity does not apply: the operator asked for this event.
+// The stream's Capacity does not apply: the operator asked for this event. Unless
+// opts.Unchecked, an event that no live worker of the group would handle is not
+// replayed either: the error matches [ErrNoLiveOrgan] and names the organ or type.
 func (a *Admin) Replay(ctx context.Context, id string, opts ReplayOptions) (string, error) {
 	e, err := a.DeadLetterEntry(ctx, id)
 	if errors.Is(err, ErrNoDeadLetter) {
@@ -359,6 +380,11 @@ func (a *Admin) Replay(ctx context.Context, id string, opts ReplayOptions) (stri
 	ev, err := e.ReplayEvent(opts)
 	if err != nil {
 		return "", err
+	}
+	if !opts.Unchecked {
+		if err := a.CheckReplay(ctx, ev); err != nil {
+			return "", fmt.Errorf("dead letter %s: %w", id, err)
+		}
 	}
 	// The stored text is enqueued as it is (it decoded fine): an entry written by
 	// Python keeps its exact form. The metadata is the replay's own.

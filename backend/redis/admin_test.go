@@ -316,6 +316,7 @@ func TestReplay(t *testing.T) {
 		WithTraceContext(necro.TraceContext{Parent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", State: "k=v"}).
 		Retry(3, "Mailer")
 	deadLetter(t, b, child, "Mailer", 3, "smtp down")
+	announceWorker(t, srv, stream, "Mailer", "mail.send")
 	a := openAdmin(t, srv, stream)
 	all, err := a.DeadLetterEntries(t.Context(), necroredis.DeadLetterFilter{})
 	if err != nil || len(all) != 1 {
@@ -404,6 +405,7 @@ func TestReplayPythonAndPoison(t *testing.T) {
 	srv := redistest.Start(t, redistest.Config{})
 	stream := unique("necro:test:")
 	all := deadLetters(t, srv, stream)
+	announceWorker(t, srv, stream, "OrderBook", "order.placed")
 	a := openAdmin(t, srv, stream)
 	python, poison := all[3], all[4]
 	newID, err := a.Replay(t.Context(), python.ID, necroredis.ReplayOptions{})
@@ -446,6 +448,7 @@ func TestReplayRace(t *testing.T) {
 	stream := unique("necro:test:")
 	b := open(t, srv, necroredis.Config{Stream: stream})
 	deadLetter(t, b, newEvent(t, "x", nil), "A", 1, "boom")
+	announceWorker(t, srv, stream, "A", "x")
 	a := openAdmin(t, srv, stream)
 	all, err := a.DeadLetterEntries(t.Context(), necroredis.DeadLetterFilter{})
 	if err != nil || len(all) != 1 {

@@ -32,6 +32,8 @@ const (
 	defaultBlock          = 100 * time.Millisecond
 	defaultSettleRetryFor = time.Minute
 	defaultPoolSize       = 16
+	defaultHeartbeat      = time.Second
+	defaultMemberTimeout  = 5 * time.Second
 )
 
 // ErrInvalidConfig reports a [Config] that [Open] cannot use; the wrapping error names
@@ -94,6 +96,13 @@ type Config struct {
 	// Logger receives warnings about unsafe Redis settings, reconnections, poison
 	// entries and recovered deliveries; nil discards them.
 	Logger *slog.Logger
+	// Heartbeat is how often a worker that announced itself on the group's roster
+	// ([Backend.Announce]) renews its entry. Zero means 1s.
+	Heartbeat time.Duration
+	// MemberTimeout is how long after its last heartbeat a worker still counts as live
+	// on the roster; it must exceed Heartbeat. Zero means 5s. Workers of one group should
+	// agree on it.
+	MemberTimeout time.Duration
 }
 
 // withDefaults fills in the zero fields and checks the rest.
@@ -127,6 +136,8 @@ func (c Config) withDefaults() (Config, error) {
 		{"ForgetConsumersAfter", &c.ForgetConsumersAfter, defaultForgetAfter, true},
 		{"Block", &c.Block, defaultBlock, false},
 		{"SettleRetryFor", &c.SettleRetryFor, defaultSettleRetryFor, false},
+		{"Heartbeat", &c.Heartbeat, defaultHeartbeat, false},
+		{"MemberTimeout", &c.MemberTimeout, defaultMemberTimeout, false},
 	}
 	for _, d := range durations {
 		switch {
@@ -136,6 +147,10 @@ func (c Config) withDefaults() (Config, error) {
 		case *d.d < 0:
 			return c, fmt.Errorf("%w: %s is negative (%v)", ErrInvalidConfig, d.name, *d.d)
 		}
+	}
+	if c.MemberTimeout <= c.Heartbeat {
+		return c, fmt.Errorf("%w: MemberTimeout %v must exceed Heartbeat %v, or live workers drop off the roster between heartbeats",
+			ErrInvalidConfig, c.MemberTimeout, c.Heartbeat)
 	}
 	if c.Block < time.Millisecond {
 		return c, fmt.Errorf("%w: Block %v is below Redis's 1ms resolution", ErrInvalidConfig, c.Block)

@@ -31,6 +31,8 @@ type Metrics struct {
 	Reconnections    int64 // connections made again after one was lost
 	SettleRetries    int64 // settle scripts sent again after Redis could not be reached
 	ForgotConsumers  int64 // idle consumers without pending entries removed from the group
+	HandedOff        int64 // deliveries passed, unhandled, to a worker that routes them
+	Adopted          int64 // entries other workers handed to this one, taken in
 	// Failures counts background work that failed and is tried again later: refreshing
 	// held entries, trimming, moving due retries, dead-lettering poison entries. Each
 	// first failure of a kind is logged; failed Pulls and Settles go to the caller.
@@ -39,7 +41,8 @@ type Metrics struct {
 
 type counters struct {
 	enqueued, pulled, acked, nacked, released, deadLettered, poison, recovered,
-	deletedPending, trimmed, dlqTrimmed, reconnections, settleRetries, forgot, failures atomic.Int64
+	deletedPending, trimmed, dlqTrimmed, reconnections, settleRetries, forgot, failures,
+	handedOff, adopted atomic.Int64
 }
 
 // Metrics returns the counters.
@@ -51,6 +54,7 @@ func (b *Backend) Metrics() Metrics {
 		PendingRecovered: c.recovered.Load(), DeletedPending: c.deletedPending.Load(), Trimmed: c.trimmed.Load(),
 		DeadLettersTrim: c.dlqTrimmed.Load(), Reconnections: c.reconnections.Load(),
 		SettleRetries: c.settleRetries.Load(), ForgotConsumers: c.forgot.Load(), Failures: c.failures.Load(),
+		HandedOff: c.handedOff.Load(), Adopted: c.adopted.Load(),
 	}
 }
 

@@ -17,6 +17,10 @@ const refreshDivisor = 6
 // scheduled; retries this process schedules wake the loop at once.
 const movePoll = 250 * time.Millisecond
 
+// adoptPoll is how often a worker on the roster looks for entries other workers handed
+// to it (see Backend.adopt): a handoff waits at most about this long.
+const adoptPoll = 250 * time.Millisecond
+
 // maintain runs the store's background work until Close: it refreshes the entries this
 // consumer holds, moves due retries into the stream, trims acknowledged entries and
 // removes idle consumers that hold nothing.
@@ -29,6 +33,7 @@ func (b *Backend) maintain() {
 	}
 	now := time.Now()
 	nextRefresh, nextTidy, nextMove := now.Add(refreshEvery), now.Add(tidyEvery), now
+	nextBeat, nextAdopt := now.Add(b.cfg.Heartbeat), now.Add(adoptPoll)
 	failing := map[string]bool{}
 	report := func(what string, err error) {
 		if err == nil {
@@ -48,7 +53,7 @@ func (b *Backend) maintain() {
 	defer timer.Stop()
 	for {
 		next := nextRefresh
-		for _, t := range []time.Time{nextTidy, nextMove} {
+		for _, t := range []time.Time{nextTidy, nextMove, nextBeat, nextAdopt} {
 			if t.Before(next) {
 				next = t
 			}
@@ -78,6 +83,19 @@ func (b *Backend) maintain() {
 		if !now.Before(nextTidy) {
 			report("trimming the stream", b.tidy(ctx))
 			nextTidy = now.Add(tidyEvery)
+		}
+		// Only a worker on the roster heartbeats, and only it can be handed entries.
+		if !now.Before(nextBeat) {
+			if b.beating() {
+				report("renewing the roster entry", b.heartbeat(ctx))
+			}
+			nextBeat = now.Add(b.cfg.Heartbeat)
+		}
+		if !now.Before(nextAdopt) {
+			if b.beating() {
+				report("adopting handed-over entries", b.adopt(ctx))
+			}
+			nextAdopt = now.Add(adoptPoll)
 		}
 	}
 }

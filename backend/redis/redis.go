@@ -49,6 +49,8 @@ type Backend struct {
 	cursor   string              // where the next XAUTOCLAIM scan starts
 	claimAt  time.Time           // when the next XAUTOCLAIM scan is due
 	groupOK  atomic.Bool         // the group is known to exist
+	// announced is this worker's roster entry (see Announce); "" when it has none.
+	announced string
 }
 
 // A holding is one entry this process holds: handed out, or waiting to be handed out
@@ -327,14 +329,7 @@ func (b *Backend) takeBackOwn(ctx context.Context) error {
 			return err
 		}
 		b.lostWhilePending(ctx, deleted)
-		for _, d := range b.accept(ctx, msgs) {
-			b.mu.Lock()
-			h := b.held[entryID(d.Receipt)]
-			h.state = stateReleased
-			h.deliveries-- // handOut counts the delivery again
-			b.released = append(b.released, h)
-			b.mu.Unlock()
-		}
+		b.holdFirst(b.accept(ctx, msgs))
 		if len(msgs) > 0 {
 			b.log.InfoContext(ctx, "took back own pending entries", slog.Int("entries", len(msgs)))
 		}
@@ -518,6 +513,15 @@ func (b *Backend) Settle(ctx context.Context, batch ...backend.Settlement) error
 			return &backend.SettleError{Applied: applied, Err: err}
 		}
 		run := batch[applied : applied+len(hs)]
+		if run[0].Outcome == backend.Handoff {
+			b.unclaim(hs[1:])
+			if err := b.handoff(ctx, run[0], hs[0]); err != nil {
+				b.unclaim(hs[:1])
+				return &backend.SettleError{Applied: applied, Err: err}
+			}
+			applied++
+			continue
+		}
 		if needsRedis(run[0]) {
 			n := 1
 			for n < len(run) && needsRedis(run[n]) && n < maxOpsPerScript {
@@ -736,6 +740,9 @@ func (b *Backend) Close() error {
 	if held > len(args)-3 {
 		b.log.InfoContext(ctx, "closing with deliveries in progress; they stay pending and are claimed after ClaimAfter",
 			slog.Int("deliveries", held-(len(args)-3)))
+	}
+	if err := b.withdraw(ctx); err != nil {
+		b.log.WarnContext(ctx, "leaving the roster failed; the others see this worker gone after MemberTimeout", slog.Any("err", err))
 	}
 	if held == 0 {
 		if left, err := leaveScript.Run(ctx, b.rdb, b.keys[:1], b.cfg.Group, b.cfg.Consumer).Int(); err == nil && left == 1 {

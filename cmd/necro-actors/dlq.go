@@ -321,28 +321,43 @@ type replayLine struct {
 }
 
 func dlqReplay(ctx context.Context, args []string, e *env) error {
-	fs := newFlags(e, "dlq replay", "[--type T] [--since DURATION|TIME] [--id ENTRYID]... [--limit N] [--rate N/s] [--every-organ] [--dry-run] [--redis URL] [--stream NAME] [--json]")
+	fs := newFlags(e, "dlq replay", "[--type T] [--since DURATION|TIME] [--id ENTRYID]... [--limit N] [--rate N/s] [--every-organ | --target ORGAN...] [--force] [--dry-run] [--redis URL] [--stream NAME] [--group NAME] [--json]")
 	var rf redisFlags
-	registerRedisFlags(fs, &rf, "redis", "redis-url-file", "stream")
+	registerRedisFlags(fs, &rf, "redis", "redis-url-file", "stream", "group")
 	var sel selection
 	sel.register(fs, true, true)
 	dryRun := fs.Bool("dry-run", false, "print what would be replayed and change nothing")
 	rateText := fs.String("rate", "", "limit the pace to `N/s`, dead letters per second (default: no limit)")
 	everyOrgan := fs.Bool("every-organ", false, "hand each event to every organ that listens to its type, not only to the organ that gave up on it")
-	asJSON := fs.Bool("json", false, `print one JSON object: {"dry_run", "matched", "replayed", "gone", "not_replayable"}`)
+	var targets entryIDs
+	fs.Var(&targets, "target", "re-target: hand each event to this `organ` instead (repeat for several), as when the organ that gave up was renamed")
+	force := fs.Bool("force", false, "replay even when no live worker of the group would handle the event (workers that do not announce themselves, or none running)")
+	asJSON := fs.Bool("json", false, `print one JSON object: {"dry_run", "matched", "replayed", "gone", "not_replayable", "refused"}`)
 	fs.Usage = withNote(e, fs.Usage, `
 Each matching dead letter's event is enqueued again with its original id, payload and
 lineage (correlation and causation ids, depth, trace context: the replay is linked to
 its original trace), at attempt 1, and its dead letter is deleted, both atomically:
 running replay again never enqueues an event twice. An event goes to the organ that
 gave up on it, so the organs that handled it fine do not handle it twice; --every-organ
-hands it to all. A dead letter whose event cannot be decoded is not replayed.`)
+hands it to all; --target re-targets it. A dead letter whose event cannot be decoded is
+not replayed. Nor is one that no live worker of the group would handle: an organ it goes
+to is mounted by no live worker on the group's roster (renamed or removed since), or no
+live worker listens to its type. Re-target it, start a worker that mounts the organ, or
+pass --force.`)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if err := noArgs(pos); err != nil {
 		return err
+	}
+	if *everyOrgan && len(targets) > 0 {
+		return usageErr("give --every-organ or --target, not both")
+	}
+	for _, t := range targets {
+		if strings.TrimSpace(t) == "" {
+			return usageErr("--target needs an organ name")
+		}
 	}
 	f, err := sel.filter(time.Now())
 	if err != nil {
@@ -361,8 +376,9 @@ hands it to all. A dead letter whose event cannot be decoded is not replayed.`)
 	if err != nil {
 		return err
 	}
-	opts := necroredis.ReplayOptions{EveryOrgan: *everyOrgan}
-	res := replayResult{DryRun: *dryRun, Matched: len(entries), Replayed: []replayLine{}, Gone: []string{}, NotReplayable: []replayLine{}}
+	opts := necroredis.ReplayOptions{EveryOrgan: *everyOrgan, Targets: targets, Unchecked: *force}
+	res := replayResult{DryRun: *dryRun, Matched: len(entries), Replayed: []replayLine{}, Gone: []string{}, NotReplayable: []replayLine{},
+		Refused: []replayLine{}}
 	out := e.stdout
 	if *asJSON {
 		out = io.Discard
@@ -382,6 +398,15 @@ hands it to all. A dead letter whose event cannot be decoded is not replayed.`)
 		}
 		l.Targets = ev.Meta().Targets
 		if *dryRun {
+			if !*force {
+				if err := a.CheckReplay(ctx, ev); errors.Is(err, necroredis.ErrNoLiveOrgan) {
+					res.Refused = append(res.Refused, refused(out, l, d, err, true))
+					continue
+				} else if err != nil {
+					runErr = err
+					break
+				}
+			}
 			res.Replayed = append(res.Replayed, l)
 			fmt.Fprintf(out, "would replay %s: %s %s to %s\n", d.ID, l.EventType, l.EventID, organs(l.Targets))
 			continue
@@ -390,6 +415,8 @@ hands it to all. A dead letter whose event cannot be decoded is not replayed.`)
 		switch {
 		case errors.Is(err, necroredis.ErrNotReplayable):
 			res.NotReplayable = append(res.NotReplayable, notReplayable(out, l, d, err))
+		case errors.Is(err, necroredis.ErrNoLiveOrgan):
+			res.Refused = append(res.Refused, refused(out, l, d, err, false))
 		case err != nil:
 			runErr = err
 		case newID == "":
@@ -417,8 +444,22 @@ hands it to all. A dead letter whose event cannot be decoded is not replayed.`)
 	case len(res.NotReplayable) > 0 && !*dryRun:
 		return fmt.Errorf("%s could not be replayed: no event decodes from them (see dlq show ID; dlq purge --id ID removes one)",
 			deadLetters(len(res.NotReplayable)))
+	case len(res.Refused) > 0 && !*dryRun:
+		return fmt.Errorf("%s not replayed: no live worker would handle them (%s); re-target with --target ORGAN or --every-organ, start a worker that mounts the organ, or pass --force",
+			deadLetters(len(res.Refused)), res.Refused[0].Error)
 	}
 	return nil
+}
+
+// refused reports a dead letter no live worker would handle, and returns its line.
+func refused(out io.Writer, l replayLine, d necroredis.DeadLetterEntry, err error, dry bool) replayLine {
+	l.Error = strings.TrimPrefix(strings.TrimPrefix(err.Error(), "dead letter "+d.ID+": "), necroredis.ErrNoLiveOrgan.Error()+": ")
+	what := "refused"
+	if dry {
+		what = "would refuse"
+	}
+	fmt.Fprintf(out, "%s %s: %s %s: %s\n", what, d.ID, l.EventType, l.EventID, l.Error)
+	return l
 }
 
 // notReplayable reports a dead letter whose event does not decode, and returns its line.
@@ -452,6 +493,7 @@ type replayResult struct {
 	Replayed      []replayLine `json:"replayed"`
 	Gone          []string     `json:"gone"` // replayed or purged by someone else meanwhile
 	NotReplayable []replayLine `json:"not_replayable"`
+	Refused       []replayLine `json:"refused"` // no live worker would handle them
 }
 
 func (r replayResult) summary(stream string) string {
@@ -469,6 +511,9 @@ func (r replayResult) summary(stream string) string {
 	}
 	if n := len(r.NotReplayable); n > 0 {
 		fmt.Fprintf(&b, "; %d cannot be replayed", n)
+	}
+	if n := len(r.Refused); n > 0 {
+		fmt.Fprintf(&b, "; %d refused: no live worker would handle them", n)
 	}
 	return b.String()
 }

@@ -67,6 +67,11 @@ func newDLQFixture(t *testing.T) *dlqFixture {
 	if len(f.entries) != 4 {
 		t.Fatalf("the fixture has %d dead letters, want 4", len(f.entries))
 	}
+	// A live worker of the group mounts the organs, so that replays are not refused.
+	if err := f.store.Announce(t.Context(), []backend.OrganRoutes{{Organ: "Billing", Types: []string{"order.placed"}},
+		{Organ: "Mailer", Types: []string{"mail.sent"}}}); err != nil {
+		t.Fatal(err)
+	}
 	return f
 }
 
@@ -376,9 +381,15 @@ func TestDLQReplayReachesTheOrganThatGaveUp(t *testing.T) {
 	if billed.Load() != 0 || audited.Load() != 1 {
 		t.Fatalf("first run: billed %d, audited %d; want 0 and 1", billed.Load(), audited.Load())
 	}
+	// No worker runs now, so none would handle the event: the replay is refused, naming
+	// the organ, unless forced.
 	c = newCLI()
-	if got := c.run(t, "dlq", "replay", "--redis", srv.URL()); got != exitOK || !strings.Contains(c.stdout.String(), "to organ Billing") {
-		t.Fatalf("dlq replay: exit %d\n%s", got, c.output())
+	if got := c.run(t, "dlq", "replay", "--redis", srv.URL()); got != exitFailed || !strings.Contains(c.stderr.String(), `organ "Billing"`) {
+		t.Fatalf("dlq replay with no worker running: exit %d, want 1 naming the organ\n%s", got, c.output())
+	}
+	c = newCLI()
+	if got := c.run(t, "dlq", "replay", "--force", "--redis", srv.URL()); got != exitOK || !strings.Contains(c.stdout.String(), "to organ Billing") {
+		t.Fatalf("dlq replay --force: exit %d\n%s", got, c.output())
 	}
 	billingOK.Store(true)
 	serve()

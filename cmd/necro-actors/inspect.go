@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -92,6 +93,14 @@ type (
 		LastDeliveredID string           `json:"last_delivered_id"`
 		Lag             int64            `json:"lag"`
 		Consumers       []consumerOutput `json:"consumers"`
+		Workers         []workerOutput   `json:"workers"` // the group's roster
+	}
+	workerOutput struct {
+		Name      string              `json:"name"`
+		Live      bool                `json:"live"`
+		SeenAgoMS int64               `json:"seen_ago_ms"` // since its last heartbeat
+		Organs    map[string][]string `json:"organs"`      // organ → the event types it listens to
+		Problem   string              `json:"problem,omitempty"`
 	}
 	consumerOutput struct {
 		Name       string `json:"name"`
@@ -109,7 +118,15 @@ func inspectionJSON(in necroredis.Inspection) inspectOutput {
 		out.NextRetryAt = &in.NextRetry
 	}
 	for _, g := range in.Groups {
-		gj := groupOutput{Name: g.Name, Pending: g.Pending, LastDeliveredID: g.LastDeliveredID, Lag: g.Lag, Consumers: []consumerOutput{}}
+		gj := groupOutput{Name: g.Name, Pending: g.Pending, LastDeliveredID: g.LastDeliveredID, Lag: g.Lag, Consumers: []consumerOutput{},
+			Workers: []workerOutput{}}
+		for _, w := range g.Workers {
+			wo := workerOutput{Name: w.Name, Live: w.Live, SeenAgoMS: w.Age.Milliseconds(), Organs: map[string][]string{}, Problem: w.Problem}
+			for _, o := range w.Organs {
+				wo.Organs[o.Organ] = o.Types
+			}
+			gj.Workers = append(gj.Workers, wo)
+		}
 		for _, c := range g.Consumers {
 			inactive := int64(-1)
 			if c.Inactive >= 0 {
@@ -175,6 +192,44 @@ func printInspection(w io.Writer, in necroredis.Inspection, now time.Time) error
 				inactive = shortDuration(c.Inactive)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", g.Name, c.Name, c.Pending, shortDuration(c.Idle), inactive)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printWorkers(w, in.Groups)
+}
+
+// printWorkers writes the groups' rosters: each worker that announced itself, whether
+// it is live, and what it serves, one organ per line.
+func printWorkers(w io.Writer, groups []necroredis.GroupInfo) error {
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tWORKER\tSTATE\tHEARTBEAT\tORGAN\tLISTENS TO")
+	for _, g := range groups {
+		if len(g.Workers) == 0 {
+			fmt.Fprintf(tw, "%s\t(none announced)\t\t\t\t\n", g.Name)
+		}
+		for _, wk := range g.Workers {
+			state := "gone"
+			if wk.Live {
+				state = "live"
+			}
+			if wk.Problem != "" {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\n", g.Name, wk.Name, wk.Problem)
+				continue
+			}
+			ago := shortDuration(wk.Age) + " ago"
+			if len(wk.Organs) == 0 {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t(no organ)\t\n", g.Name, wk.Name, state, ago)
+			}
+			for i, o := range wk.Organs {
+				if i == 0 {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, wk.Name, state, ago, o.Organ, strings.Join(o.Types, ", "))
+				} else {
+					fmt.Fprintf(tw, "\t\t\t\t%s\t%s\n", o.Organ, strings.Join(o.Types, ", "))
+				}
+			}
 		}
 	}
 	return tw.Flush()

@@ -187,13 +187,14 @@ func runUntilSignal(ctx context.Context, sp *spine.Spine, signals <-chan os.Sign
 	}
 }
 
-// waitRunning waits until a run of sp is under way, or has already returned its result
-// on finished (done is then true). The Spine tells no one when a run starts, so this
-// polls; a run is under way within microseconds of its start.
+// waitRunning waits until a run of sp is under way and ready (on a store shared with
+// workers that serve other organs, a run first waits for them to see it), or has already
+// returned its result on finished (done is then true). The Spine tells no one when a
+// run starts, so this polls; a run is under way within microseconds of its start.
 func waitRunning(sp *spine.Spine, finished <-chan error) (done bool, err error) {
 	t := time.NewTicker(time.Millisecond)
 	defer t.Stop()
-	for !sp.Health().Running {
+	for !sp.Health().Running || sp.Ready(context.Background()) != nil {
 		select {
 		case err := <-finished:
 			return true, err

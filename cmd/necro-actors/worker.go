@@ -16,10 +16,12 @@ import (
 // consumer group joined) and the Spine serves, "draining" at the first signal,
 // "stopped" at the end.
 func cmdWorker(ctx context.Context, args []string, e *env) error {
-	fs := newFlags(e, "worker", "<app> --redis URL [--consumer NAME] [--claim-after D] [--window N] [--metrics-addr ADDR] [--drain-timeout D] [--ledger FILE] [--json] [-v]")
+	fs := newFlags(e, "worker", "<app> --redis URL [--consumer NAME] [--claim-after D] [--window N] [--unrouted ack|dead-letter] [--metrics-addr ADDR] [--drain-timeout D] [--ledger FILE] [--json] [-v]")
 	var rf redisFlags
 	rf.register(fs)
 	window := fs.Int("window", 0, "deliveries pulled and not yet settled, at most (zero means the Spine's default, 4096)")
+	var unrouted unroutedFlag
+	fs.Var(&unrouted, "unrouted", "what becomes of an event no live worker of the group routes: `ack` (count and log it, as Python NecroStack does) or dead-letter; an event another live worker routes is always handed to it")
 	metricsAddr := fs.String("metrics-addr", "", "serve /metrics, /healthz and /readyz on this `address` (host:port; :0 picks a port, shown in the ready line)")
 	drainTimeout := fs.Duration("drain-timeout", 30*time.Second,
 		"how long the first SIGTERM/SIGINT waits for the events in flight; after it, or at a second signal, the worker stops at once and leaves them pending (exit 5)")
@@ -72,6 +74,7 @@ func cmdWorker(ctx context.Context, args []string, e *env) error {
 		return err
 	}
 	cfg := a.Config(spine.Config{Logger: log, Telemetry: obs.recorder()})
+	cfg.Unrouted = unrouted.policy
 	if *window > 0 {
 		cfg.Window = *window
 	}
@@ -98,7 +101,7 @@ func cmdWorker(ctx context.Context, args []string, e *env) error {
 	st := sp.Stats()
 	stopped := stoppedLine{Event: "stopped", App: name, Consumer: b.Config().Consumer, Drained: !end.cut,
 		Processed: st.Processed, Emitted: st.Emitted, Retried: st.Retried, DeadLettered: st.DeadLettered,
-		Unrouted: st.Unrouted, HandlerErrors: st.HandlerErrors, Seconds: time.Since(start).Seconds()}
+		Unrouted: st.Unrouted, HandedOff: st.HandedOff, HandlerErrors: st.HandlerErrors, Seconds: time.Since(start).Seconds()}
 	if *asJSON {
 		stopped.Results = a.Results()
 	}
@@ -200,7 +203,22 @@ type stoppedLine struct {
 	Retried       int64            `json:"retried"`
 	DeadLettered  int64            `json:"dead_lettered"`
 	Unrouted      int64            `json:"unrouted"`
+	HandedOff     int64            `json:"handed_off"` // passed to another worker that routes them
 	HandlerErrors map[string]int64 `json:"handler_errors"`
 	Seconds       float64          `json:"seconds"`
 	Results       any              `json:"results,omitempty"` // with --json
+}
+
+// unroutedFlag is --unrouted: the Spine's UnroutedPolicy by its name.
+type unroutedFlag struct{ policy spine.UnroutedPolicy }
+
+func (f *unroutedFlag) String() string { return f.policy.String() }
+func (f *unroutedFlag) Set(v string) error {
+	for _, p := range []spine.UnroutedPolicy{spine.UnroutedAck, spine.UnroutedDeadLetter} {
+		if v == p.String() {
+			f.policy = p
+			return nil
+		}
+	}
+	return fmt.Errorf("want ack or dead-letter, got %q", v)
 }
