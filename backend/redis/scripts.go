@@ -7,18 +7,56 @@ import goredis "github.com/redis/go-redis/v9"
 //
 // Shared pieces: idlt compares two stream ids; trim removes the entries every group
 // has acknowledged, never one that some group still needs.
+//
+// Ids are compared and stepped as decimal text, never as Lua numbers: each part goes up
+// to 2^64-1, and a double holds integers exactly only up to 2^53, so a rounded id would
+// trim entries a group has not read, or name an id Redis refuses.
 const luaShared = `
+-- num returns the digits of n without leading zeros ('0' for zero).
+local function num(n)
+  local s = string.gsub(n, '^0+', '')
+  if s == '' then return '0' end
+  return s
+end
 local function idparts(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
+  return num(ms), num(seq)
+end
+-- numlt compares two numbers written by num: the shorter is the smaller, and digits of
+-- equal length compare byte by byte (not with <, which follows the server's locale).
+local function numlt(a, b)
+  if #a ~= #b then return #a < #b end
+  for i = 1, #a do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return false
 end
 local function idlt(a, b)
   local am, as = idparts(a)
   local bm, bs = idparts(b)
-  return am < bm or (am == bm and as < bs)
+  if am ~= bm then return numlt(am, bm) end
+  return numlt(as, bs)
+end
+-- succ returns the number after n, written by num.
+local function succ(n)
+  local i = #n
+  while i > 0 and string.byte(n, i) == 57 do i = i - 1 end -- 57 is '9'
+  if i == 0 then return '1' .. string.rep('0', #n) end
+  return string.sub(n, 1, i - 1) .. string.char(string.byte(n, i) + 1) .. string.rep('0', #n - i)
+end
+local idmax = '18446744073709551615' -- 2^64-1, the largest part of an id
+-- nextid returns the id right after id: the sequence part plus one, or, after the
+-- largest sequence, the next millisecond's first id. nil after the largest id.
+local function nextid(id)
+  local ms, seq = idparts(id)
+  if seq ~= idmax then return ms .. '-' .. succ(seq) end
+  if ms == idmax then return nil end
+  return succ(ms) .. '-0'
 end
 -- The lowest id some group has not acknowledged: for each group its oldest pending
--- entry, or the entry after the last one it read. nil when no group reads the stream.
+-- entry, or the entry after the last one it read. nil when no group reads the stream,
+-- or none can read anything more (each read up to the largest id there can be).
 local function needed(stream)
   local low
   for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
@@ -28,10 +66,9 @@ local function needed(stream)
     if tonumber(f['pending']) > 0 then
       cand = redis.call('XPENDING', stream, f['name'])[2]
     else
-      local ms, seq = idparts(f['last-delivered-id'])
-      cand = string.format('%.0f-%.0f', ms, seq + 1)
+      cand = nextid(f['last-delivered-id'])
     end
-    if low == nil or idlt(cand, low) then low = cand end
+    if cand ~= nil and (low == nil or idlt(cand, low)) then low = cand end
   end
   return low
 end
