@@ -41,6 +41,7 @@ type Backend struct {
 	bgCtx    context.Context
 	bg       sync.WaitGroup
 	wake     chan struct{} // tells the maintenance loop that a retry was scheduled
+	failing  failingWork   // background work whose latest attempt failed, for Health
 
 	mu       sync.Mutex
 	held     map[string]*holding // the deliveries this process holds, by entry id

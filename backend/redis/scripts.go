@@ -219,18 +219,39 @@ return #ids
 `)
 
 // moveScript moves the retries that are due from the delayed set to the stream. KEYS:
-// delayed set, stream. ARGV: now (ms), limit. A member is token NUL event NUL meta.
-// It returns {moved, score of the next one or false}.
+// delayed set, stream, dead-letter stream. ARGV: now (ms), limit, failed_at, dead-letter
+// bound (0: none), excerpt bytes. A member is token NUL event NUL meta; a member that is
+// not (written by hand, or by another program) is dead-lettered instead, with a reason
+// naming the problem and its size and, as its event, at most the excerpt bytes of it
+// with each NUL written \0; it is taken out of the set either way, so that it never
+// stops the retries behind it. It returns {taken, score of the next one or false,
+// {reasons of the members dead-lettered}, dead letters trimmed}.
 var moveScript = goredis.NewScript(`
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local delayed, stream, dlq = KEYS[1], KEYS[2], KEYS[3]
+local dlqmax, excerpt = tonumber(ARGV[4]), tonumber(ARGV[5])
+local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local bad, dlqtrimmed = {}, 0
 for _, m in ipairs(due) do
   local a = string.find(m, '\0', 1, true)
-  local b = string.find(m, '\0', a + 1, true)
-  redis.call('XADD', KEYS[2], '*', 'event', string.sub(m, a + 1, b - 1), 'meta', string.sub(m, b + 1))
-  redis.call('ZREM', KEYS[1], m)
+  local b = a and string.find(m, '\0', a + 1, true)
+  if b then
+    redis.call('XADD', stream, '*', 'event', string.sub(m, a + 1, b - 1), 'meta', string.sub(m, b + 1))
+  else
+    local problem = 'it holds no NUL'
+    if #m == 0 then problem = 'it is empty' elseif a then problem = 'it holds one NUL' end
+    local kept = 'all kept as the event'
+    if #m > excerpt then kept = 'the first ' .. excerpt .. ' kept as the event' end
+    local reason = 'malformed member of the delayed set: ' .. problem ..
+      ', where a retry is token NUL event NUL meta; ' .. #m .. ' bytes, ' .. kept
+    local text = string.gsub(string.sub(m, 1, excerpt), '%z', '\\0')
+    redis.call('XADD', dlq, '*', 'original_id', '', 'event', text, 'reason', reason, 'failed_at', ARGV[3])
+    table.insert(bad, reason)
+  end
+  redis.call('ZREM', delayed, m)
 end
-local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {#due, nxt[2] or false}
+if #bad > 0 and dlqmax > 0 then dlqtrimmed = redis.call('XTRIM', dlq, 'MAXLEN', dlqmax) end
+local nxt = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+return {#due, nxt[2] or false, bad, dlqtrimmed}
 `)
 
 // tidyScript trims the acknowledged entries (when ARGV[4] is "1") and removes the
