@@ -32,6 +32,7 @@ type Metrics struct {
 	DeadLettersTrim  int64 // dead letters dropped to keep DeadLetterMaxLen, each logged
 	Reconnections    int64 // connections made again after one was lost
 	SettleRetries    int64 // settle scripts sent again after Redis could not be reached
+	EnqueueRetries   int64 // enqueue chunks sent again after Redis could not be reached
 	ForgotConsumers  int64 // idle consumers without pending entries removed from the group
 	// Failures counts background work that failed and is tried again later: refreshing
 	// held entries, trimming, moving due retries, dead-lettering poison entries. Each
@@ -41,7 +42,7 @@ type Metrics struct {
 
 type counters struct {
 	enqueued, pulled, acked, nacked, released, deadLettered, poison, recovered,
-	deletedPending, trimmed, dlqTrimmed, reconnections, settleRetries, forgot, failures atomic.Int64
+	deletedPending, trimmed, dlqTrimmed, reconnections, settleRetries, enqueueRetries, forgot, failures atomic.Int64
 }
 
 // Metrics returns the counters.
@@ -52,7 +53,8 @@ func (b *Backend) Metrics() Metrics {
 		Released: c.released.Load(), DeadLettered: c.deadLettered.Load(), Poison: c.poison.Load(),
 		PendingRecovered: c.recovered.Load(), DeletedPending: c.deletedPending.Load(), Trimmed: c.trimmed.Load(),
 		DeadLettersTrim: c.dlqTrimmed.Load(), Reconnections: c.reconnections.Load(),
-		SettleRetries: c.settleRetries.Load(), ForgotConsumers: c.forgot.Load(), Failures: c.failures.Load(),
+		SettleRetries: c.settleRetries.Load(), EnqueueRetries: c.enqueueRetries.Load(), ForgotConsumers: c.forgot.Load(),
+		Failures: c.failures.Load(),
 	}
 }
 

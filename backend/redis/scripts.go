@@ -307,3 +307,47 @@ for s = 1, #ids, 1000 do
 end
 return #ids
 `)
+
+// enqueueScript adds one chunk of events at the tail of the stream, once. KEYS: stream,
+// delayed set, the chunk's marker, then markers of earlier chunks to delete. ARGV:
+// capacity (0: none), the room wanted (this chunk and the rest of its Enqueue call),
+// the marker's lifetime in ms, then (event meta) per event.
+//
+// The marker records the chunk's fate the first time an attempt of it runs: a retry
+// sent after a lost reply, or an attempt that reaches Redis after its own retry (it sat
+// in a busy server's socket), finds it and applies nothing. It returns {status, detail,
+// entries trimmed}: OK (added), FULL (no room; detail: the entries held), or SEEN
+// (an earlier attempt ran; detail: its status, "OK" or "FULL <entries held>").
+var enqueueScript = goredis.NewScript(luaShared + `
+local stream, delayed, marker = KEYS[1], KEYS[2], KEYS[3]
+-- The old markers go last: a first write turns off Redis's out-of-memory check for the
+-- rest of a script, and the events must meet that check, not pass it unchecked.
+local function forget()
+  for j = 4, #KEYS do redis.call('DEL', KEYS[j]) end
+end
+local seen = redis.call('GET', marker)
+if seen then
+  forget()
+  return {'SEEN', seen, 0}
+end
+local cap, want, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local trimmed = 0
+if cap > 0 then
+  local size = redis.call('XLEN', stream) + redis.call('ZCARD', delayed)
+  if size + want > cap then
+    trimmed = trim(stream)
+    size = redis.call('XLEN', stream) + redis.call('ZCARD', delayed)
+  end
+  if size + want > cap then
+    redis.call('SET', marker, 'FULL ' .. size, 'PX', ttl)
+    forget()
+    return {'FULL', tostring(size), trimmed}
+  end
+end
+for j = 4, #ARGV, 2 do
+  redis.call('XADD', stream, '*', 'event', ARGV[j], 'meta', ARGV[j + 1])
+end
+redis.call('SET', marker, 'OK', 'PX', ttl)
+forget()
+return {'OK', '', trimmed}
+`)
