@@ -181,8 +181,8 @@ func (f *failingWork) err() error {
 }
 
 // Ready reports whether the store can take work: Redis answers, the consumer group
-// exists and no background work is failing (see [Backend.Health]). It has the shape of a telemetry.Check, for a /readyz endpoint; its errors
-// never hold the password.
+// exists and no background work is failing (see [Backend.Health]). It has the shape of
+// a telemetry.Check, for a /readyz endpoint; its errors never hold the password.
 func (b *Backend) Ready(ctx context.Context) error {
 	h := b.Health(ctx)
 	if !h.Healthy {

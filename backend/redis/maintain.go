@@ -116,8 +116,10 @@ func (b *Backend) moveDue(ctx context.Context) (time.Time, error) {
 				b.log.ErrorContext(ctx, "malformed member of the delayed set dead-lettered", slog.Any("reason", reason))
 			}
 		}
-		trimmed, _ := raw[3].(int64)
-		b.counts.dlqTrimmed.Add(trimmed)
+		if trimmed, _ := raw[3].(int64); trimmed > 0 {
+			b.counts.dlqTrimmed.Add(trimmed)
+			b.log.WarnContext(ctx, "dead letters dropped to keep DeadLetterMaxLen", slog.Int64("dropped", trimmed))
+		}
 		if moved, _ := raw[0].(int64); moved == moveBatch {
 			continue
 		}
