@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/necrostack/necro"
 	"github.com/necrostack/necro/backend"
@@ -99,7 +100,9 @@ func cmdEmit(ctx context.Context, args []string, e *env) error {
 		return err
 	}
 	out := &idPrinter{w: bufio.NewWriter(e.stdout), json: *asJSON}
-	in, enqErr := enqueue(ctx, obs.recorder(), b, events, out.print)
+	in, enqErr := enqueueUntilSignal(ctx, e.signals, func(ctx context.Context) (int, error) {
+		return enqueue(ctx, obs.recorder(), b, events, out.print)
+	})
 	if err := b.Close(); err != nil {
 		// What went in stays in; a failure to close is no failure of the emit.
 		log.WarnContext(ctx, "closing the store failed", slog.Any("err", err))
@@ -112,6 +115,9 @@ func cmdEmit(ctx context.Context, args []string, e *env) error {
 	var ee *backend.EnqueueError
 	if errors.As(enqErr, &ee) {
 		p.unknown, p.err = ee.Unknown, ee.Err
+		if errors.Is(enqErr, errStopped) {
+			p.err = fmt.Errorf("%w: %w", errStopped, p.err)
+		}
 	}
 	switch {
 	case in == 0 && p.unknown == 0:
@@ -120,6 +126,32 @@ func cmdEmit(ctx context.Context, args []string, e *env) error {
 		return errors.Join(out.end(nil), withCode(code, fmt.Errorf("%w; the event may have gone in: Redis did not answer", p.err)))
 	}
 	return errors.Join(out.end(&p), withCode(code, errors.New(p.String())))
+}
+
+// errStopped is the cause of an emit stopped by SIGINT or SIGTERM.
+var errStopped = errors.New("stopped by a signal")
+
+// enqueueUntilSignal runs enqueue with a ctx that a signal cancels: the chunk under way
+// finishes, and no other starts.
+func enqueueUntilSignal(ctx context.Context, signals <-chan os.Signal, enqueue func(context.Context) (int, error)) (int, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		select {
+		case <-signals:
+			cancel(errStopped)
+		case <-done:
+		}
+	})
+	in, err := enqueue(ctx)
+	close(done)
+	wg.Wait()
+	if err != nil && errors.Is(context.Cause(ctx), errStopped) {
+		err = fmt.Errorf("%w: %w", errStopped, err)
+	}
+	return in, err
 }
 
 // A partial is an emit from stdin that failed after some events went in.
@@ -328,7 +360,7 @@ func enqueueExitCode(err error) int {
 	switch {
 	case errors.Is(err, backend.ErrQueueFull):
 		return exitFailed
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, errStopped), errors.Is(err, context.Canceled):
 		return exitPending
 	}
 	return redisExitCode(err)
@@ -475,9 +507,10 @@ are skipped): {"event_type": "order.placed", "payload": {"qty": 3}} with "payloa
 "event_type", "payload"}. Every line is checked before anything is enqueued: a bad
 line is reported with its number (exit 2) and nothing is enqueued. The events then go
 in chunk by chunk (1,000 events each, all or none), and the id of each is printed as
-its chunk goes in, one per line, in input order. When a chunk fails, emit has printed
-the ids of the events that went in and names the first line that did not, with the
-command that resumes there (--skip N skips the first N lines of stdin).
+its chunk goes in, one per line, in input order. When a chunk fails, or SIGINT or
+SIGTERM stops emit between two chunks (exit 5), emit has printed the ids of the events
+that went in and names the first line that did not, with the command that resumes
+there (--skip N skips the first N lines of stdin).
 `)
 	}
 }

@@ -437,3 +437,27 @@ func TestEmitPartialMessage(t *testing.T) {
 		}
 	}
 }
+
+// SIGINT or SIGTERM stops an emit between two chunks: the ids of those that went in
+// are printed, and the line after them names where to resume (exit 5).
+func TestEmitStopsOnSignal(t *testing.T) {
+	srv := redistest.Start(t, redistest.Config{})
+	const n = 50_000
+	c := newCLI()
+	c.stdin = strings.NewReader(bulkLines(n, 0))
+	p := c.start(t, "emit", "--redis", srv.URL())
+	c.stdout.next(t) // the first chunk is in
+	c.signals <- sigterm
+	if got := p.wait(t, c); got != exitPending {
+		t.Fatalf("exit %d, want %d\n%s", got, exitPending, c.output())
+	}
+	_, ids := streamIndexes(t, srv)
+	if printed := strings.Fields(c.stdout.String()); !slices.Equal(printed, ids) || len(ids) == 0 || len(ids) == n {
+		t.Fatalf("printed %d ids, the stream holds %d of %d; want the same, some but not all", len(printed), len(ids), n)
+	}
+	errs := errorLines(c.stderr.String())
+	if want := fmt.Sprintf("--skip %d", len(ids)+1); len(errs) != 1 || !strings.Contains(errs[0], "stopped by a signal") ||
+		!strings.Contains(errs[0], want) {
+		t.Errorf("stderr should say in one line that a signal stopped it, and %q:\n%s", want, c.stderr.String())
+	}
+}
