@@ -31,7 +31,10 @@ var (
 // concurrent use.
 type Backend interface {
 	// Enqueue appends the events to the queue, in order, all or none. A bounded store
-	// that lacks room for all of them returns ErrQueueFull at once.
+	// that lacks room for all of them returns ErrQueueFull at once. A store may bound
+	// the call it applies all or none (backend/redis does, by count and bytes; the
+	// memory store does not): a larger call is applied in parts, and one that fails
+	// part-way returns an *EnqueueError saying how many leading events went in.
 	Enqueue(ctx context.Context, events ...necro.Event) error
 	// Pull hands out up to max events, oldest first. When none is ready it waits until
 	// one is, or until ctx is done and then returns ctx's error; with a ctx already done
@@ -139,6 +142,28 @@ func (e *SettleError) Error() string {
 
 // Unwrap returns the cause.
 func (e *SettleError) Unwrap() error { return e.Err }
+
+// An EnqueueError reports an Enqueue that stopped part-way, in a store that applies a
+// large call in several all-or-none parts. The leading Enqueued events are stored, in
+// order; the Unknown events right after them were sent and never answered for (the
+// connection was lost and stayed lost), so either all of them are stored or none is;
+// the events after those are not stored. An Enqueue that stored nothing, for certain,
+// returns its error as it is, not as an EnqueueError.
+type EnqueueError struct {
+	Enqueued int   // leading events stored
+	Unknown  int   // events right after them that may be stored, all of them or none
+	Err      error // why the rest was not stored
+}
+
+func (e *EnqueueError) Error() string {
+	if e.Unknown > 0 {
+		return fmt.Sprintf("enqueue: %d events went in and %d more may have, then: %v", e.Enqueued, e.Unknown, e.Err)
+	}
+	return fmt.Sprintf("enqueue: %d events went in, then: %v", e.Enqueued, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *EnqueueError) Unwrap() error { return e.Err }
 
 // An Idler can tell at once whether it holds nothing: no event ready, scheduled or
 // handed out and unsettled. A Spine's bounded run uses it to end exactly when the work

@@ -12,7 +12,9 @@
 //   - the dead-letter stream (default <stream>:dlq) with the fields original_id, event,
 //     reason and failed_at that Python writes, plus necro's organ, attempts, error,
 //     meta and receipt;
-//   - a sorted set <stream>:delayed holding retries that are not due yet.
+//   - a sorted set <stream>:delayed holding retries that are not due yet;
+//   - short-lived keys <stream>:enqueue:<token>, one per chunk of an Enqueue whose
+//     reply may have been lost, so that sending the chunk again applies it once.
 //
 // # Guarantees
 //
@@ -28,6 +30,11 @@
 // dead-lettered with the reason, never dropped silently. The delivery count is not a
 // failure count: failures are counted by the Spine's retries, so a crash-looping worker
 // does not dead-letter healthy events ([Config.MaxDeliveries] is off by default).
+//
+// [Backend.Enqueue] is all or none up to [EnqueueChunkEvents] events and
+// [EnqueueChunkBytes] bytes; a larger call is written chunk after chunk, so that no
+// script holds Redis for long, and one that fails part-way says how many events went
+// in ([backend.EnqueueError]).
 //
 // An entry that cannot be decoded (not JSON, the wrong shape, an invalid id, too large,
 // unknown fields) goes to the dead-letter stream at once, with a reason that names the

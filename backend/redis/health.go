@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,13 +25,14 @@ type Metrics struct {
 	Nacked           int64 // deliveries nacked (handed out again after NackDelay)
 	Released         int64 // deliveries given back unhandled
 	DeadLettered     int64 // dead-letter entries written, poison and deleted entries included
-	Poison           int64 // entries that could not be decoded, dead-lettered at once
+	Poison           int64 // entries, and members of the delayed set, that could not be decoded, dead-lettered at once
 	PendingRecovered int64 // entries claimed from consumers that stopped
 	DeletedPending   int64 // entries deleted from the stream while pending, dead-lettered
 	Trimmed          int64 // acknowledged entries trimmed from the stream
 	DeadLettersTrim  int64 // dead letters dropped to keep DeadLetterMaxLen, each logged
 	Reconnections    int64 // connections made again after one was lost
 	SettleRetries    int64 // settle scripts sent again after Redis could not be reached
+	EnqueueRetries   int64 // enqueue chunks sent again after Redis could not be reached
 	ForgotConsumers  int64 // idle consumers without pending entries removed from the group
 	HandedOff        int64 // deliveries passed, unhandled, to a worker that routes them
 	Adopted          int64 // entries other workers handed to this one, taken in
@@ -41,7 +44,7 @@ type Metrics struct {
 
 type counters struct {
 	enqueued, pulled, acked, nacked, released, deadLettered, poison, recovered,
-	deletedPending, trimmed, dlqTrimmed, reconnections, settleRetries, forgot, failures,
+	deletedPending, trimmed, dlqTrimmed, reconnections, settleRetries, enqueueRetries, forgot, failures,
 	handedOff, adopted atomic.Int64
 }
 
@@ -53,8 +56,8 @@ func (b *Backend) Metrics() Metrics {
 		Released: c.released.Load(), DeadLettered: c.deadLettered.Load(), Poison: c.poison.Load(),
 		PendingRecovered: c.recovered.Load(), DeletedPending: c.deletedPending.Load(), Trimmed: c.trimmed.Load(),
 		DeadLettersTrim: c.dlqTrimmed.Load(), Reconnections: c.reconnections.Load(),
-		SettleRetries: c.settleRetries.Load(), ForgotConsumers: c.forgot.Load(), Failures: c.failures.Load(),
-		HandedOff: c.handedOff.Load(), Adopted: c.adopted.Load(),
+		SettleRetries: c.settleRetries.Load(), EnqueueRetries: c.enqueueRetries.Load(), ForgotConsumers: c.forgot.Load(),
+		Failures: c.failures.Load(), HandedOff: c.handedOff.Load(), Adopted: c.adopted.Load(),
 	}
 }
 
@@ -70,13 +73,18 @@ type Health struct {
 	Held         int           // deliveries this process holds
 	Group        string
 	Consumer     string
-	Err          error // why it is not healthy
+	// Err says why it is not healthy: Redis does not answer, or background work (moving
+	// due retries, refreshing held entries, trimming) failed at its latest attempt.
+	Err error
 
 	groupFound bool // the stream exists and has the group
+	levels     bool // Redis answered: the levels above were read
 }
 
 // Health asks Redis how the stream and the group are doing. A stream that does not
-// exist yet is healthy and empty.
+// exist yet is healthy and empty. While background work fails (its latest attempt did:
+// moving due retries, refreshing held entries, trimming), the store is not healthy and
+// Err names what fails, since when and why; the levels are still filled in.
 func (b *Backend) Health(ctx context.Context) Health {
 	h := Health{Group: b.cfg.Group, Consumer: b.cfg.Consumer, Lag: -1}
 	b.mu.Lock()
@@ -115,13 +123,69 @@ func (b *Backend) Health(ctx context.Context) Health {
 			h.Pending, h.Lag, h.groupFound = g.Pending, g.Lag, true
 		}
 	}
+	h.levels = true
+	if err := b.failing.err(); err != nil {
+		h.Err = scrub(err, b.cfg.URL)
+		return h
+	}
 	h.Healthy = true
 	return h
 }
 
-// Ready reports whether the store can take work: Redis answers and the consumer group
-// exists. It has the shape of a telemetry.Check, for a /readyz endpoint; its errors
-// never hold the password.
+// failingWork is the background work whose latest attempt failed, by what it is
+// ("moving due retries"), so that Health reports it: a mover that keeps failing holds up
+// every retry while Redis itself answers. Its methods are safe for concurrent use.
+type failingWork struct {
+	mu   sync.Mutex
+	work map[string]*failure // guarded by mu
+}
+
+type failure struct {
+	err   error
+	since time.Time
+	times int // failed attempts in a row
+}
+
+func (f *failingWork) failed(what string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.work == nil {
+		f.work = make(map[string]*failure)
+	}
+	x := f.work[what]
+	if x == nil {
+		x = &failure{since: time.Now()}
+		f.work[what] = x
+	}
+	x.err = err
+	x.times++
+}
+
+func (f *failingWork) ok(what string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.work, what)
+}
+
+// err names each failing piece of work with its latest error, or is nil.
+func (f *failingWork) err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.work) == 0 {
+		return nil
+	}
+	parts := make([]string, 0, len(f.work))
+	for what, x := range f.work {
+		parts = append(parts, fmt.Sprintf("%s failed %d times in a row since %s: %v",
+			what, x.times, x.since.UTC().Format(time.RFC3339), x.err))
+	}
+	slices.Sort(parts)
+	return errors.New("redis: " + strings.Join(parts, "; "))
+}
+
+// Ready reports whether the store can take work: Redis answers, the consumer group
+// exists and no background work is failing (see [Backend.Health]). It has the shape of
+// a telemetry.Check, for a /readyz endpoint; its errors never hold the password.
 func (b *Backend) Ready(ctx context.Context) error {
 	h := b.Health(ctx)
 	if !h.Healthy {
@@ -145,7 +209,7 @@ func (b *Backend) Describe() backend.Description {
 func (b *Backend) Report(ctx context.Context) backend.Report {
 	rep := backend.Report{QueueDepth: -1, Pending: -1, DeadLetters: -1, Reconnections: b.counts.reconnections.Load()}
 	h := b.Health(ctx)
-	if !h.Healthy {
+	if !h.levels {
 		return rep
 	}
 	if h.Lag >= 0 {

@@ -2,7 +2,9 @@ package redis
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"time"
 )
@@ -39,12 +41,17 @@ func (b *Backend) maintain() {
 		if err == nil {
 			if failing[what] {
 				failing[what] = false
+				b.failing.ok(what)
 				b.log.InfoContext(ctx, what+" works again")
 			}
 			return
 		}
 		b.counts.failures.Add(1)
-		if !failing[what] && !b.closed.Load() {
+		if b.closed.Load() {
+			return // Close cut the call short: nothing to report
+		}
+		b.failing.failed(what, err)
+		if !failing[what] {
 			failing[what] = true
 			b.log.WarnContext(ctx, what+" failed; trying again", slog.Any("err", err))
 		}
@@ -100,16 +107,38 @@ func (b *Backend) maintain() {
 	}
 }
 
+// malformedExcerpt bounds how much of a malformed member of the delayed set its dead
+// letter keeps: enough to recognise it, never a copy of something arbitrarily large.
+const malformedExcerpt = 1024
+
+// moveBatch is how many due retries one move script takes at most.
+const moveBatch = 100
+
 // moveDue moves the retries that are due into the stream and returns when the next one
-// is due (zero when none waits).
+// is due (zero when none waits, or none will ever be due). Malformed members are
+// dead-lettered by the script; here they are counted and logged.
 func (b *Backend) moveDue(ctx context.Context) (time.Time, error) {
 	for {
-		raw, err := moveScript.Run(ctx, b.rdb, []string{b.keys[2], b.keys[0]}, time.Now().UnixMilli(), 100).Slice()
+		raw, err := moveScript.Run(ctx, b.rdb, []string{b.keys[2], b.keys[0], b.keys[1]},
+			time.Now().UnixMilli(), moveBatch, nowText(), b.cfg.DeadLetterMaxLen, malformedExcerpt).Slice()
 		if err != nil {
 			return time.Time{}, err
 		}
-		moved, _ := raw[0].(int64)
-		if moved == 100 {
+		if len(raw) != 4 {
+			return time.Time{}, fmt.Errorf("redis: move script answered %v", raw)
+		}
+		if bad, _ := raw[2].([]any); len(bad) > 0 {
+			b.counts.poison.Add(int64(len(bad)))
+			b.counts.deadLettered.Add(int64(len(bad)))
+			for _, reason := range bad {
+				b.log.ErrorContext(ctx, "malformed member of the delayed set dead-lettered", slog.Any("reason", reason))
+			}
+		}
+		if trimmed, _ := raw[3].(int64); trimmed > 0 {
+			b.counts.dlqTrimmed.Add(trimmed)
+			b.log.WarnContext(ctx, "dead letters dropped to keep DeadLetterMaxLen", slog.Int64("dropped", trimmed))
+		}
+		if moved, _ := raw[0].(int64); moved == moveBatch {
 			continue
 		}
 		next, ok := raw[1].(string)
@@ -120,9 +149,19 @@ func (b *Backend) moveDue(ctx context.Context) (time.Time, error) {
 		if err != nil {
 			return time.Time{}, err
 		}
+		// A score beyond any real time (+inf written by hand, say) is never due: the
+		// usual poll checks the set again, rather than a wake-up at a time that int64
+		// cannot hold, which would come at once, again and again.
+		if math.IsInf(ms, 0) || math.Abs(ms) > maxScoreMillis {
+			return time.Time{}, nil
+		}
 		return time.UnixMilli(int64(ms)), nil
 	}
 }
+
+// maxScoreMillis is the largest delayed-set score taken as a time: the year 2262, where
+// int64 nanoseconds since 1970 end.
+const maxScoreMillis = float64(math.MaxInt64 / int64(time.Millisecond))
 
 // refresh resets the idle time of the entries this process holds, so that no other
 // consumer claims them while they are handled or wait here.

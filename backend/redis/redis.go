@@ -41,6 +41,8 @@ type Backend struct {
 	bgCtx    context.Context
 	bg       sync.WaitGroup
 	wake     chan struct{} // tells the maintenance loop that a retry was scheduled
+	failing  failingWork   // background work whose latest attempt failed, for Health
+	markers  doneMarkers   // markers of enqueued chunks, to delete
 
 	mu       sync.Mutex
 	held     map[string]*holding // the deliveries this process holds, by entry id
@@ -151,29 +153,6 @@ func (b *Backend) noGroup(ctx context.Context, err error) bool {
 	b.groupOK.Store(false)
 	b.log.WarnContext(ctx, "the consumer group is missing (did Redis lose its data?); creating it again")
 	return b.ensureGroup(ctx) == nil
-}
-
-// Enqueue adds the events at the tail of the stream, all or none.
-func (b *Backend) Enqueue(ctx context.Context, events ...necro.Event) error {
-	if !b.enter() {
-		return backend.ErrClosed
-	}
-	defer b.inflight.RUnlock()
-	if len(events) == 0 {
-		return nil
-	}
-	var a argv
-	a.start(b.cfg, b.cfg.Capacity)
-	a.op("", false, events, nil, nil, "")
-	res, err := b.eval(ctx, settleScript, a.args)
-	if err == nil {
-		err = res.err(b, 0)
-	}
-	if err != nil {
-		return fmt.Errorf("redis: enqueue %d events: %w", len(events), err)
-	}
-	b.counts.enqueued.Add(int64(len(events)))
-	return nil
 }
 
 // Pull hands out up to max deliveries: first those given back, then nacked ones that
@@ -748,6 +727,9 @@ func (b *Backend) Close() error {
 		if left, err := leaveScript.Run(ctx, b.rdb, b.keys[:1], b.cfg.Group, b.cfg.Consumer).Int(); err == nil && left == 1 {
 			b.log.DebugContext(ctx, "left the consumer group")
 		}
+	}
+	if err := b.forgetMarkers(ctx); err != nil {
+		b.log.DebugContext(ctx, "deleting enqueue markers failed; they expire on their own", slog.Any("err", err))
 	}
 	return b.rdb.Close()
 }

@@ -7,18 +7,56 @@ import goredis "github.com/redis/go-redis/v9"
 //
 // Shared pieces: idlt compares two stream ids; trim removes the entries every group
 // has acknowledged, never one that some group still needs.
+//
+// Ids are compared and stepped as decimal text, never as Lua numbers: each part goes up
+// to 2^64-1, and a double holds integers exactly only up to 2^53, so a rounded id would
+// trim entries a group has not read, or name an id Redis refuses.
 const luaShared = `
+-- num returns the digits of n without leading zeros ('0' for zero).
+local function num(n)
+  local s = string.gsub(n, '^0+', '')
+  if s == '' then return '0' end
+  return s
+end
 local function idparts(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
+  return num(ms), num(seq)
+end
+-- numlt compares two numbers written by num: the shorter is the smaller, and digits of
+-- equal length compare byte by byte (not with <, which follows the server's locale).
+local function numlt(a, b)
+  if #a ~= #b then return #a < #b end
+  for i = 1, #a do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return false
 end
 local function idlt(a, b)
   local am, as = idparts(a)
   local bm, bs = idparts(b)
-  return am < bm or (am == bm and as < bs)
+  if am ~= bm then return numlt(am, bm) end
+  return numlt(as, bs)
+end
+-- succ returns the number after n, written by num.
+local function succ(n)
+  local i = #n
+  while i > 0 and string.byte(n, i) == 57 do i = i - 1 end -- 57 is '9'
+  if i == 0 then return '1' .. string.rep('0', #n) end
+  return string.sub(n, 1, i - 1) .. string.char(string.byte(n, i) + 1) .. string.rep('0', #n - i)
+end
+local idmax = '18446744073709551615' -- 2^64-1, the largest part of an id
+-- nextid returns the id right after id: the sequence part plus one, or, after the
+-- largest sequence, the next millisecond's first id. nil after the largest id.
+local function nextid(id)
+  local ms, seq = idparts(id)
+  if seq ~= idmax then return ms .. '-' .. succ(seq) end
+  if ms == idmax then return nil end
+  return succ(ms) .. '-0'
 end
 -- The lowest id some group has not acknowledged: for each group its oldest pending
--- entry, or the entry after the last one it read. nil when no group reads the stream.
+-- entry, or the entry after the last one it read. nil when no group reads the stream,
+-- or none can read anything more (each read up to the largest id there can be).
 local function needed(stream)
   local low
   for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
@@ -28,10 +66,9 @@ local function needed(stream)
     if tonumber(f['pending']) > 0 then
       cand = redis.call('XPENDING', stream, f['name'])[2]
     else
-      local ms, seq = idparts(f['last-delivered-id'])
-      cand = string.format('%.0f-%.0f', ms, seq + 1)
+      cand = nextid(f['last-delivered-id'])
     end
-    if low == nil or idlt(cand, low) then low = cand end
+    if cand ~= nil and (low == nil or idlt(cand, low)) then low = cand end
   end
   return low
 end
@@ -182,18 +219,39 @@ return #ids
 `)
 
 // moveScript moves the retries that are due from the delayed set to the stream. KEYS:
-// delayed set, stream. ARGV: now (ms), limit. A member is token NUL event NUL meta.
-// It returns {moved, score of the next one or false}.
+// delayed set, stream, dead-letter stream. ARGV: now (ms), limit, failed_at, dead-letter
+// bound (0: none), excerpt bytes. A member is token NUL event NUL meta; a member that is
+// not (written by hand, or by another program) is dead-lettered instead, with a reason
+// naming the problem and its size and, as its event, at most the excerpt bytes of it
+// with each NUL written \0; it is taken out of the set either way, so that it never
+// stops the retries behind it. It returns {taken, score of the next one or false,
+// {reasons of the members dead-lettered}, dead letters trimmed}.
 var moveScript = goredis.NewScript(`
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local delayed, stream, dlq = KEYS[1], KEYS[2], KEYS[3]
+local dlqmax, excerpt = tonumber(ARGV[4]), tonumber(ARGV[5])
+local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local bad, dlqtrimmed = {}, 0
 for _, m in ipairs(due) do
   local a = string.find(m, '\0', 1, true)
-  local b = string.find(m, '\0', a + 1, true)
-  redis.call('XADD', KEYS[2], '*', 'event', string.sub(m, a + 1, b - 1), 'meta', string.sub(m, b + 1))
-  redis.call('ZREM', KEYS[1], m)
+  local b = a and string.find(m, '\0', a + 1, true)
+  if b then
+    redis.call('XADD', stream, '*', 'event', string.sub(m, a + 1, b - 1), 'meta', string.sub(m, b + 1))
+  else
+    local problem = 'it holds no NUL'
+    if #m == 0 then problem = 'it is empty' elseif a then problem = 'it holds one NUL' end
+    local kept = 'all kept as the event'
+    if #m > excerpt then kept = 'the first ' .. excerpt .. ' kept as the event' end
+    local reason = 'malformed member of the delayed set: ' .. problem ..
+      ', where a retry is token NUL event NUL meta; ' .. #m .. ' bytes, ' .. kept
+    local text = string.gsub(string.sub(m, 1, excerpt), '%z', '\\0')
+    redis.call('XADD', dlq, '*', 'original_id', '', 'event', text, 'reason', reason, 'failed_at', ARGV[3])
+    table.insert(bad, reason)
+  end
+  redis.call('ZREM', delayed, m)
 end
-local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {#due, nxt[2] or false}
+if #bad > 0 and dlqmax > 0 then dlqtrimmed = redis.call('XTRIM', dlq, 'MAXLEN', dlqmax) end
+local nxt = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+return {#due, nxt[2] or false, bad, dlqtrimmed}
 `)
 
 // tidyScript trims the acknowledged entries (when ARGV[4] is "1") and removes the
@@ -248,4 +306,48 @@ for s = 1, #ids, 1000 do
   redis.call(unpack(args))
 end
 return #ids
+`)
+
+// enqueueScript adds one chunk of events at the tail of the stream, once. KEYS: stream,
+// delayed set, the chunk's marker, then markers of earlier chunks to delete. ARGV:
+// capacity (0: none), the room wanted (this chunk and the rest of its Enqueue call),
+// the marker's lifetime in ms, then (event meta) per event.
+//
+// The marker records the chunk's fate the first time an attempt of it runs: a retry
+// sent after a lost reply, or an attempt that reaches Redis after its own retry (it sat
+// in a busy server's socket), finds it and applies nothing. It returns {status, detail,
+// entries trimmed}: OK (added), FULL (no room; detail: the entries held), or SEEN
+// (an earlier attempt ran; detail: its status, "OK" or "FULL <entries held>").
+var enqueueScript = goredis.NewScript(luaShared + `
+local stream, delayed, marker = KEYS[1], KEYS[2], KEYS[3]
+-- The old markers go last: a first write turns off Redis's out-of-memory check for the
+-- rest of a script, and the events must meet that check, not pass it unchecked.
+local function forget()
+  for j = 4, #KEYS do redis.call('DEL', KEYS[j]) end
+end
+local seen = redis.call('GET', marker)
+if seen then
+  forget()
+  return {'SEEN', seen, 0}
+end
+local cap, want, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local trimmed = 0
+if cap > 0 then
+  local size = redis.call('XLEN', stream) + redis.call('ZCARD', delayed)
+  if size + want > cap then
+    trimmed = trim(stream)
+    size = redis.call('XLEN', stream) + redis.call('ZCARD', delayed)
+  end
+  if size + want > cap then
+    redis.call('SET', marker, 'FULL ' .. size, 'PX', ttl)
+    forget()
+    return {'FULL', tostring(size), trimmed}
+  end
+end
+for j = 4, #ARGV, 2 do
+  redis.call('XADD', stream, '*', 'event', ARGV[j], 'meta', ARGV[j + 1])
+end
+redis.call('SET', marker, 'OK', 'PX', ttl)
+forget()
+return {'OK', '', trimmed}
 `)

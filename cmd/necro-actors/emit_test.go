@@ -3,9 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,6 +18,7 @@ import (
 	"github.com/necrostack/necro"
 	necroredis "github.com/necrostack/necro/backend/redis"
 	"github.com/necrostack/necro/internal/redistest"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // pullAll pulls n events from the default stream and group of srv, as the test's own
@@ -167,6 +172,9 @@ func TestEmitUsage(t *testing.T) {
 		{"blank type", []string{"--type", " "}, "", "--type: "},
 		{"an argument", []string{"--type", "x", "extra"}, "", "emit takes no arguments"},
 		{"no redis", []string{"--type", "x", "--redis", ""}, "", "no Redis URL"},
+		{"skip with type", []string{"--type", "x", "--skip", "2"}, "", "--skip"},
+		{"skip negative", []string{"--skip", "-1"}, "{\"event_type\": \"x\"}\n", "--skip"},
+		{"skip everything", []string{"--skip", "2"}, "{\"event_type\": \"x\"}\n{\"event_type\": \"y\"}\n", "no events after line 2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -186,7 +194,7 @@ func TestEmitUsage(t *testing.T) {
 	}
 }
 
-// A large input goes in one all-or-none enqueue.
+// A large input goes in, in many chunks, and every id is printed.
 func TestEmitManyLines(t *testing.T) {
 	srv := redistest.Start(t, redistest.Config{})
 	const n = 20_000
@@ -242,5 +250,214 @@ func TestEmitTraces(t *testing.T) {
 	}
 	if a, b := traceID(evs[0]), traceID(evs[1]); a == b {
 		t.Errorf("both events are in trace %s; want a trace each", a)
+	}
+}
+
+// bulkLines returns n lines of stdin, a blank line first, each event carrying its
+// index i and pad bytes of padding.
+func bulkLines(n, pad int) string {
+	var b strings.Builder
+	b.WriteString("\n")
+	p := strings.Repeat("p", pad)
+	for i := range n {
+		fmt.Fprintf(&b, `{"event_type": "bulk", "payload": {"i": %d, "pad": "%s"}}`+"\n", i, p)
+	}
+	return b.String()
+}
+
+// streamIndexes returns the payload index i of each event in the default stream of
+// srv, oldest first, and their ids.
+func streamIndexes(t *testing.T, srv *redistest.Server) ([]int, []string) {
+	t.Helper()
+	rdb := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	msgs, err := rdb.XRange(t.Context(), necroredis.DefaultStream, "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, ids := make([]int, len(msgs)), make([]string, len(msgs))
+	for k, m := range msgs {
+		raw, _ := m.Values["event"].(string)
+		ev, err := necro.DecodeEvent([]byte(raw))
+		if err != nil {
+			t.Fatalf("entry %s: %v", m.ID, err)
+		}
+		var p struct{ I int }
+		if err := json.Unmarshal(ev.PayloadJSON(), &p); err != nil {
+			t.Fatal(err)
+		}
+		idx[k], ids[k] = p.I, ev.ID()
+	}
+	return idx, ids
+}
+
+// A large input goes in chunk by chunk, each taking Redis a few milliseconds: with a
+// client read timeout that one script of every line exceeds, emit still succeeds, and
+// prints every id, each event in the stream once.
+func TestEmitLargeInputNoFalseFailure(t *testing.T) {
+	srv := redistest.Start(t, redistest.Config{})
+	const n = 60_000
+	url := srv.URL() + "?read_timeout=50ms&write_timeout=5s"
+	// One event first, as a warm server would have seen: Redis then knows the script,
+	// and a script whose reply comes too late has still run.
+	c := newCLI()
+	if got := c.run(t, "emit", "--redis", url, "--type", "warm.up", "--payload", `{"i": -1}`); got != exitOK {
+		t.Fatalf("emit --type: exit %d\n%s", got, c.output())
+	}
+	c = newCLI()
+	c.stdin = strings.NewReader(bulkLines(n, 0))
+	got := c.run(t, "emit", "--redis", url)
+	if _, err := srv.Do("PING"); err != nil { // behind a script that may still run
+		t.Fatal(err)
+	}
+	idx, ids := streamIndexes(t, srv)
+	idx, ids = idx[1:], ids[1:]
+	if got != exitOK {
+		t.Fatalf("exit %d, and the stream holds %d of the %d events; stderr:\n%s", got, len(idx), n, c.stderr.String())
+	}
+	printed := strings.Fields(c.stdout.String())
+	if !slices.Equal(printed, ids) {
+		t.Errorf("printed %d ids, the stream holds %d events: want the same ids, in order", len(printed), len(ids))
+	}
+	for k, i := range idx {
+		if i != k {
+			t.Fatalf("stream entry %d holds event %d; want every line once, in order", k, i)
+		}
+	}
+	if len(idx) != n {
+		t.Errorf("the stream holds %d events, want %d", len(idx), n)
+	}
+}
+
+// A real failure part-way (Redis out of memory) prints the ids of the events that
+// went in, then one line naming the first line that did not and the command that
+// resumes there; running that command enqueues the rest, each line once.
+func TestEmitPartialFailureResumes(t *testing.T) {
+	const n = 20_000
+	input := bulkLines(n, 200)
+	for _, asJSON := range []bool{false, true} {
+		t.Run(fmt.Sprintf("json=%v", asJSON), func(t *testing.T) {
+			srv := redistest.Start(t, redistest.Config{Args: []string{"--maxmemory", "4mb", "--maxmemory-policy", "noeviction"}})
+			args := []string{"emit", "--redis", srv.URL()}
+			if asJSON {
+				args = append(args, "--json")
+			}
+			c := newCLI()
+			c.stdin = strings.NewReader(input)
+			if got := c.run(t, args...); got != exitFailed {
+				t.Fatalf("exit %d, want %d (the queue is full part-way)\n%s", got, exitFailed, c.output())
+			}
+			idx, ids := streamIndexes(t, srv)
+			k := len(ids)
+			if k == 0 || k == n {
+				t.Fatalf("the stream holds %d of %d events; the test wants a failure part-way", k, n)
+			}
+			var printed []string
+			if asJSON {
+				m := oneJSON(t, c.stdout.String())
+				for _, id := range m["ids"].([]any) {
+					printed = append(printed, id.(string))
+				}
+				// Line 1 is blank: event k is on line k+2.
+				if m["enqueued"] != float64(k) || m["first_line_not_enqueued"] != float64(k+2) || m["skip"] != float64(k+1) {
+					t.Errorf("printed %v with %d events in; want enqueued %d, first_line_not_enqueued %d, skip %d",
+						m, k, k, k+2, k+1)
+				}
+			} else {
+				printed = strings.Fields(c.stdout.String())
+			}
+			if !slices.Equal(printed, ids) {
+				t.Fatalf("printed %d ids, the stream holds %d events: want exactly the ids that went in", len(printed), len(ids))
+			}
+			errs := errorLines(c.stderr.String())
+			if len(errs) != 1 {
+				t.Fatalf("stderr holds %d error lines, want one:\n%s", len(errs), c.stderr.String())
+			}
+			if want := fmt.Sprintf("line %d", k+2); !strings.Contains(errs[0], want) {
+				t.Errorf("stderr %q does not name %s, the first line that did not go in", errs[0], want)
+			}
+			resume := regexp.MustCompile(`necro-actors (emit .*--skip \d+)`).FindStringSubmatch(errs[0])
+			if resume == nil {
+				t.Fatalf("stderr %q gives no command with --skip to resume", errs[0])
+			}
+			if _, err := srv.Do("CONFIG", "SET", "maxmemory", "0"); err != nil {
+				t.Fatal(err)
+			}
+			c = newCLI()
+			c.stdin = strings.NewReader(input)
+			if got := c.run(t, strings.Fields(resume[1])...); got != exitOK {
+				t.Fatalf("the resume command %q: exit %d\n%s", resume[1], got, c.output())
+			}
+			idx, _ = streamIndexes(t, srv)
+			for k, i := range idx {
+				if i != k {
+					t.Fatalf("after the resume, stream entry %d holds event %d; want every line once, in order", k, i)
+				}
+			}
+			if len(idx) != n {
+				t.Errorf("after the resume the stream holds %d events, want %d", len(idx), n)
+			}
+		})
+	}
+}
+
+// The line printed after a failure part-way names what went in, what may have, what
+// did not, and the --skip that resumes.
+func TestEmitPartialMessage(t *testing.T) {
+	lines := []int{3, 4, 6, 7, 8, 9} // after --skip 2, with a blank line 5
+	cause := errors.New("boom")
+	tests := []struct {
+		name string
+		p    partial
+		want []string
+	}{
+		{"refused", partial{lines: lines, in: 2, skipped: 2, err: cause, resume: "necro-actors emit --json"},
+			[]string{"2 events went in, up to line 4", "line 6 and those after it did not: boom", "necro-actors emit --json --skip 4"}},
+		{"unknown", partial{lines: lines, in: 2, unknown: 2, skipped: 2, err: cause, resume: "necro-actors emit"},
+			[]string{"up to line 4", "lines 6-7 may or may not have gone in", "line 8 and those after it did not", "--skip 4", "--skip 7"}},
+		{"unknown to the end", partial{lines: lines, in: 0, unknown: 6, skipped: 2, err: cause, resume: "necro-actors emit"},
+			[]string{"no event went in for certain", "lines 3-9 may or may not", "--skip 2", "--skip 9"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.p.String()
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("message %q lacks %q", got, w)
+				}
+			}
+			if strings.Contains(tt.p.String(), "\n") {
+				t.Errorf("message %q is more than one line", got)
+			}
+		})
+	}
+	for in, want := range map[string]string{"redis://h:6379/0": "redis://h:6379/0", "it's here": `'it'\''s here'`, "": "''"} {
+		if got := shellQuote(in); got != want {
+			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// SIGINT or SIGTERM stops an emit between two chunks: the ids of those that went in
+// are printed, and the line after them names where to resume (exit 5).
+func TestEmitStopsOnSignal(t *testing.T) {
+	srv := redistest.Start(t, redistest.Config{})
+	const n = 50_000
+	c := newCLI()
+	c.stdin = strings.NewReader(bulkLines(n, 0))
+	p := c.start(t, "emit", "--redis", srv.URL())
+	c.stdout.next(t) // the first chunk is in
+	c.signals <- sigterm
+	if got := p.wait(t, c); got != exitPending {
+		t.Fatalf("exit %d, want %d\n%s", got, exitPending, c.output())
+	}
+	_, ids := streamIndexes(t, srv)
+	if printed := strings.Fields(c.stdout.String()); !slices.Equal(printed, ids) || len(ids) == 0 || len(ids) == n {
+		t.Fatalf("printed %d ids, the stream holds %d of %d; want the same, some but not all", len(printed), len(ids), n)
+	}
+	errs := errorLines(c.stderr.String())
+	if want := fmt.Sprintf("--skip %d", len(ids)+1); len(errs) != 1 || !strings.Contains(errs[0], "stopped by a signal") ||
+		!strings.Contains(errs[0], want) {
+		t.Errorf("stderr should say in one line that a signal stopped it, and %q:\n%s", want, c.stderr.String())
 	}
 }
