@@ -174,3 +174,58 @@ func TestPoisonBatch(t *testing.T) {
 	}
 	seedAck(t, b, ds...)
 }
+
+// A poison entry's text never makes a log line, a dead letter's reason or error, or an
+// error returned grow with it: a 512 KiB timestamp (whose parse error quotes it twice)
+// and a 512 KiB field name in an entry without an event field.
+func TestPoisonTextClipped(t *testing.T) {
+	srv := redistest.Start(t, redistest.Config{})
+	rdb := seedClient(t, srv)
+	var logs connLog
+	b := open(t, srv, necroredis.Config{Logger: logs.logger()})
+	cfg := b.Config()
+	long := strings.Repeat("T", 512<<10)
+	badTime := strings.Replace(poisonGood, "2025-01-15T10:30:45.123456+00:00", long, 1)
+	wireXAdd(t, rdb, cfg.Stream, "event", badTime)
+	wireXAdd(t, rdb, cfg.Stream, long, poisonGood)
+	good := seedEvent(t, "GOOD", nil)
+	seedEnqueue(t, b, good)
+	ds := seedPull(t, b, 10, 2*time.Second)
+	if len(ds) != 1 || ds[0].Event.ID() != good.ID() {
+		t.Fatalf("Pull() = %v, want only %s", ds, good.ID())
+	}
+	seedAck(t, b, ds...)
+
+	const lineMax = 2 << 10
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if len(line) > lineMax {
+			t.Errorf("a log line of %d bytes, want at most %d: %.300s…", len(line), lineMax, line)
+		}
+	}
+	if n := len(logs.records(t, "ERROR")); n != 2 {
+		t.Errorf("%d error lines, want one per poison entry:\n%.2000s", n, logs.String())
+	}
+	dls := wireRawEntries(t, rdb, cfg.DeadLetterStream)
+	if len(dls) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(dls))
+	}
+	for _, dl := range dls {
+		for _, f := range []string{"reason", "error"} {
+			if v, _ := dl.get(f); len(v) > 1<<10 {
+				t.Errorf("dead letter %s field of %d bytes, want at most %d: %.200q…", f, len(v), 1<<10, v)
+			}
+		}
+	}
+	listed, err := b.DeadLetters(t.Context(), 0)
+	if err != nil || len(listed) != 2 {
+		t.Fatalf("DeadLetters() = %d, %v; want 2", len(listed), err)
+	}
+	for _, dl := range listed {
+		if len(dl.Error) > 8<<10 {
+			t.Errorf("DeadLetters() Error of %d bytes, want at most %d: %.200q…", len(dl.Error), 8<<10, dl.Error)
+		}
+	}
+	if !strings.Contains(listed[0].Error, "timestamp") {
+		t.Errorf("DeadLetters()[0].Error %.300q does not name the timestamp", listed[0].Error)
+	}
+}

@@ -416,7 +416,9 @@ func (b *Backend) accept(ctx context.Context, msgs []message) []backend.Delivery
 		ev, err := decodeEntry(m.values)
 		switch {
 		case err != nil:
-			poison = append(poison, poisoned{m: m, reason: "poison entry: " + err.Error(), err: err.Error(), undecodable: true})
+			// The error may quote the entry's text, which can be as large as the entry.
+			why := clipText(err.Error(), textMax)
+			poison = append(poison, poisoned{m: m, reason: "poison entry: " + why, err: why, undecodable: true})
 			continue
 		case b.cfg.MaxDeliveries > 0 && m.deliveries > b.cfg.MaxDeliveries:
 			poison = append(poison, poisoned{m: m, reason: fmt.Sprintf("delivered %d times without being settled", m.deliveries)})
