@@ -88,15 +88,16 @@ func (a *argv) rawOp(id string, ack bool, d deadFields) {
 	a.dead(d)
 }
 
-// deadFields are the fields of a dead-letter entry.
+// deadFields are the fields of a dead-letter entry. size, the bytes of a poison entry
+// whose text the dead letter keeps only in part, is written only when set.
 type deadFields struct {
 	original, event, reason, at, organ string
 	attempts                           int
-	err, meta, receipt                 string
+	err, meta, receipt, size           string
 }
 
 func (a *argv) dead(d deadFields) {
-	a.args = append(a.args, d.original, d.event, d.reason, d.at, d.organ, d.attempts, d.err, d.meta, d.receipt)
+	a.args = append(a.args, d.original, d.event, d.reason, d.at, d.organ, d.attempts, d.err, d.meta, d.receipt, d.size)
 }
 
 func flag(b bool) string {
@@ -141,8 +142,19 @@ const (
 	storedTextMax    = 4 << 10 // a dead letter's stored event text in DeadLetter.Error
 )
 
+// entrySize measures an entry as MaxEntryBytes does: its field names and values
+// together, as luaBounds' entrysize does in Redis.
+func entrySize(values map[string]any) int {
+	n := 0
+	for k, v := range values {
+		s, _ := v.(string)
+		n += len(k) + len(s)
+	}
+	return n
+}
+
 // prefix returns the first n bytes of s, fewer when byte n+1 continues a UTF-8
-// character.
+// character, as luaBounds' cut does in Redis.
 func prefix(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -175,7 +187,11 @@ func decodeDeadLetter(v map[string]any) backend.DeadLetter {
 	dl.At, _ = necro.ParseTimestamp(s("failed_at"))
 	ev, err := decodeEntry(v)
 	if err != nil {
-		dl.Error = strings.TrimSpace(dl.Error + "\nstored event: " + clipText(s("event"), storedTextMax))
+		stored, what := s("event"), "stored event"
+		if size := s("size"); size != "" {
+			what = fmt.Sprintf("stored event (%d bytes kept of an entry of %s)", len(stored), size)
+		}
+		dl.Error = strings.TrimSpace(dl.Error + "\n" + what + ": " + clipText(stored, storedTextMax))
 		return dl
 	}
 	dl.Event = ev

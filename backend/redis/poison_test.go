@@ -5,6 +5,7 @@ package redis_test
 // never sits pending, and the entries after it are still delivered.
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,8 +71,8 @@ var poisonCases = []struct {
 }
 
 // Each kind of poison entry is dead-lettered by the Pull that reads it, with the raw
-// text verbatim and a reason that names the problem; the good entry after it is the one
-// that Pull returns.
+// text verbatim up to PoisonKeepBytes (4 KiB), the entry's size and a reason that names
+// the problem; the good entry after it is the one that Pull returns.
 func TestPoisonEntries(t *testing.T) {
 	srv := redistest.Start(t, redistest.Config{})
 	rdb := seedClient(t, srv)
@@ -109,8 +110,16 @@ func TestPoisonEntries(t *testing.T) {
 			if id, _ := dl.get("original_id"); id != poison {
 				t.Errorf("original_id = %q, want %s", id, poison)
 			}
-			if ev, _ := dl.get("event"); ev != tt.event {
-				t.Errorf("event field = %.200q (%d bytes), want %.200q (%d bytes) verbatim", ev, len(ev), tt.event, len(tt.event))
+			ev, _ := dl.get("event")
+			if want := tt.event[:min(len(tt.event), bigKeep)]; ev != want {
+				t.Errorf("event field = %.200q (%d bytes), want %.200q (%d bytes): the text verbatim up to %d bytes", ev, len(ev), want, len(want), bigKeep)
+			}
+			size := 0
+			for i := 0; i < len(tt.fields); i += 2 {
+				size += len(tt.fields[i]) + len(tt.fields[i+1])
+			}
+			if got, _ := dl.get("size"); got != strconv.Itoa(size) {
+				t.Errorf("size field = %q, want %d", got, size)
 			}
 			reason, _ := dl.get("reason")
 			for _, w := range tt.reason {
