@@ -301,6 +301,35 @@ func TestOversizedEntryWakingAPull(t *testing.T) {
 	}
 }
 
+// With MaxEntryBytes Off new entries are read with a plain XREADGROUP: an oversized one
+// reaches the store whole, and is dead-lettered as the poison it is, its text kept in
+// part and its size recorded.
+func TestMaxEntryBytesOff(t *testing.T) {
+	srv := redistest.Start(t, redistest.Config{})
+	rdb := seedClient(t, srv)
+	b := open(t, srv, necroredis.Config{MaxEntryBytes: necroredis.Off})
+	cfg := b.Config()
+	huge := bigEventText(t, bigHugeBytes-len("event"))
+	hugeID := wireXAdd(t, rdb, cfg.Stream, "event", huge)
+	good := seedEvent(t, "GOOD", nil)
+	seedEnqueue(t, b, good)
+	sent := bigNetOutput(t, srv)
+	ds := seedPull(t, b, 10, 5*time.Second)
+	sent = bigNetOutput(t, srv) - sent
+	if len(ds) != 1 || ds[0].Event.ID() != good.ID() {
+		t.Fatalf("Pull() = %v, want only %s", ds, good.ID())
+	}
+	seedAck(t, b, ds...)
+	if sent < bigHugeBytes {
+		t.Errorf("Redis sent %d bytes during the Pull, want the whole entry of %d: the read is a plain one", sent, bigHugeBytes)
+	}
+	dls := wireRawEntries(t, rdb, cfg.DeadLetterStream)
+	if len(dls) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dls))
+	}
+	bigCheckBuried(t, dls[0], hugeID, huge, bigHugeBytes, "payload", "exceeds")
+}
+
 // bigPendingCase writes a valid entry, a 20 MiB entry and twelve valid entries of about
 // 900 KB, reads them all with a raw client as consumer, and returns the valid events'
 // ids, the 20 MiB entry's id and text, and the entry sizes.
@@ -397,6 +426,7 @@ func TestEntryBoundsDefaults(t *testing.T) {
 		{"zero value", necroredis.Config{}, bigMaxEntry, bigMaxPull, bigKeep},
 		{"large entries", necroredis.Config{MaxEntryBytes: 16 << 20}, 16 << 20, 16 << 20, bigKeep},
 		{"set", necroredis.Config{MaxEntryBytes: 1 << 20, MaxPullBytes: 3 << 20, PoisonKeepBytes: 100}, 1 << 20, 3 << 20, 100},
+		{"entry bound off", necroredis.Config{MaxEntryBytes: necroredis.Off}, necroredis.Off, bigMaxPull, bigKeep},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

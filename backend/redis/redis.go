@@ -192,8 +192,8 @@ func (b *Backend) Pull(ctx context.Context, max int) ([]backend.Delivery, error)
 		}
 		now := time.Now()
 		out, used := b.takeLocal(max, now)
-		// A read needs room for one entry of MaxEntryBytes; without it, it waits for the
-		// next Pull.
+		// A read needs room for one entry of MaxEntryBytes (any room when Off); without
+		// it, it waits for the next Pull.
 		if room := b.cfg.MaxPullBytes - used; len(out) < max && room >= b.cfg.MaxEntryBytes {
 			block := time.Duration(-1)
 			if len(out) == 0 && ctx.Err() == nil {
@@ -251,7 +251,7 @@ func (b *Backend) takeLocal(max int, now time.Time) ([]backend.Delivery, int) {
 	}
 	var out []backend.Delivery
 	used := 0
-	fits := func(h *holding) bool { return len(out) < max && used+h.size <= b.cfg.MaxPullBytes }
+	fits := func(h *holding) bool { return len(out) < max && (len(out) == 0 || used+h.size <= b.cfg.MaxPullBytes) }
 	for len(b.released) > 0 && fits(b.released[0]) {
 		used += b.released[0].size
 		out = append(out, b.handOut(b.released[0]))
@@ -295,17 +295,21 @@ func (b *Backend) read(ctx context.Context, n int, block time.Duration, budget i
 		}
 		return ds, err
 	}
-	var more bool
-	msgs, more, err = b.readNew(ctx, min(n, readBatch), budget)
-	if err != nil || len(msgs) > 0 || more || block < 0 {
-		return b.accept(ctx, msgs), err
+	count := int64(min(n, readBatch)) // a plain read, with MaxEntryBytes Off
+	if b.cfg.MaxEntryBytes != Off {
+		var more bool
+		msgs, more, err = b.readNew(ctx, min(n, readBatch), budget)
+		if err != nil || len(msgs) > 0 || more || block < 0 {
+			return b.accept(ctx, msgs), err
+		}
+		// Nothing new: wait for the next entry. A script cannot wait, so this is Redis's
+		// own XREADGROUP, for one entry, which comes whole whatever its size: the one way
+		// an entry over MaxEntryBytes reaches this process (accept dead-letters it), once
+		// per wait. Polling the script instead would add its interval to every wake.
+		count = 1
 	}
-	// Nothing new: wait for the next entry. A script cannot wait, so this is Redis's own
-	// XREADGROUP, for one entry, which comes whole whatever its size: the one way an
-	// entry over MaxEntryBytes reaches this process (accept dead-letters it), once per
-	// wait. Polling the script instead would add its interval to every wake.
 	args := &goredis.XReadGroupArgs{Group: b.cfg.Group, Consumer: b.cfg.Consumer,
-		Streams: []string{b.cfg.Stream, ">"}, Count: 1, Block: block}
+		Streams: []string{b.cfg.Stream, ">"}, Count: count, Block: block}
 	streams, err := b.rdb.XReadGroup(ctx, args).Result()
 	if b.noGroup(ctx, err) {
 		streams, err = b.rdb.XReadGroup(ctx, args).Result()
@@ -384,7 +388,11 @@ func (b *Backend) claim(ctx context.Context, n, budget int) ([]message, error) {
 // boundArgs are the ARGV that luaBounds reads: a read of up to n entries of at most
 // budget bytes together.
 func (b *Backend) boundArgs(n, budget int) []any {
-	return []any{b.cfg.Group, b.cfg.Consumer, nowText(), b.cfg.MaxEntryBytes, b.cfg.PoisonKeepBytes,
+	maxEntry := b.cfg.MaxEntryBytes
+	if maxEntry == Off {
+		maxEntry = 1 << 50 // beyond any entry; a Lua number holds it exactly
+	}
+	return []any{b.cfg.Group, b.cfg.Consumer, nowText(), maxEntry, b.cfg.PoisonKeepBytes,
 		b.cfg.DeadLetterMaxLen, budget, n}
 }
 
@@ -503,7 +511,7 @@ func (b *Backend) accept(ctx context.Context, msgs []message) []backend.Delivery
 		size := entrySize(m.values)
 		var ev necro.Event
 		var err error
-		if size > b.cfg.MaxEntryBytes {
+		if b.cfg.MaxEntryBytes != Off && size > b.cfg.MaxEntryBytes {
 			err = fmt.Errorf("the entry holds %d bytes, more than MaxEntryBytes (%d) lets a valid event take", size, b.cfg.MaxEntryBytes)
 		} else {
 			ev, err = decodeEntry(m.values)
