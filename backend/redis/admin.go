@@ -209,8 +209,13 @@ type DeadLetterEntry struct {
 	ID string // the entry's id in the dead-letter stream
 	backend.DeadLetter
 	// Fields are the entry's fields as written: original_id, event, reason, failed_at,
-	// and, when necro wrote it, organ, attempts, error, meta and receipt.
+	// and, when necro wrote it, organ, attempts, error, meta and receipt, and size for a
+	// poison entry.
 	Fields map[string]string
+	// Size is the size in bytes of the poison entry the dead letter was made of (its
+	// field names and values), whose text it keeps only up to PoisonKeepBytes; zero
+	// when the dead letter does not record one.
+	Size int
 }
 
 // A DeadLetterFilter selects dead letters; the zero value selects all of them. A dead
@@ -306,6 +311,7 @@ func deadLetterEntry(m goredis.XMessage) DeadLetterEntry {
 		s, _ := v.(string)
 		e.Fields[k] = s
 	}
+	e.Size, _ = strconv.Atoi(e.Fields["size"])
 	return e
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -87,15 +88,16 @@ func (a *argv) rawOp(id string, ack bool, d deadFields) {
 	a.dead(d)
 }
 
-// deadFields are the fields of a dead-letter entry.
+// deadFields are the fields of a dead-letter entry. size, the bytes of a poison entry
+// whose text the dead letter keeps only in part, is written only when set.
 type deadFields struct {
 	original, event, reason, at, organ string
 	attempts                           int
-	err, meta, receipt                 string
+	err, meta, receipt, size           string
 }
 
 func (a *argv) dead(d deadFields) {
-	a.args = append(a.args, d.original, d.event, d.reason, d.at, d.organ, d.attempts, d.err, d.meta, d.receipt)
+	a.args = append(a.args, d.original, d.event, d.reason, d.at, d.organ, d.attempts, d.err, d.meta, d.receipt, d.size)
 }
 
 func flag(b bool) string {
@@ -114,11 +116,16 @@ func appendMeta(b []byte, ev necro.Event) []byte { return ev.Meta().AppendJSON(b
 func decodeEntry(values map[string]any) (necro.Event, error) {
 	raw, ok := values["event"].(string)
 	if !ok {
+		// The names are the entry's own text: a few, clipped, are enough to tell what
+		// wrote it.
 		names := make([]string, 0, len(values))
 		for k := range values {
-			names = append(names, strconv.Quote(k))
+			names = append(names, strconv.Quote(clipText(k, fieldNameMax)))
 		}
 		slices.Sort(names)
+		if len(names) > fieldNamesListed {
+			names = append(names[:fieldNamesListed], fmt.Sprintf("and %d more", len(names)-fieldNamesListed))
+		}
 		return necro.Event{}, fmt.Errorf(`%w: the entry has no "event" field (fields: %s)`, necro.ErrInvalidEvent, strings.Join(names, ", "))
 	}
 	meta, _ := values["meta"].(string)
@@ -126,7 +133,50 @@ func decodeEntry(values map[string]any) (necro.Event, error) {
 	return necro.DecodeEntry(unsafe.Slice(unsafe.StringData(raw), len(raw)), unsafe.Slice(unsafe.StringData(meta), len(meta)))
 }
 
-// decodeDeadLetter reads a dead-letter entry, whoever wrote it.
+// Bounds of the text of an entry that goes into a log line, an error or a dead letter's
+// reason: an entry can be as large as Redis allows, and so can each of its fields.
+const (
+	textMax          = 512     // an error's text, in a log line or a dead letter's reason
+	fieldNameMax     = 64      // a field name listed in an error
+	fieldNamesListed = 10      // the field names listed in an error, at most
+	storedTextMax    = 4 << 10 // a dead letter's stored event text in DeadLetter.Error
+)
+
+// entrySize measures an entry as MaxEntryBytes does: its field names and values
+// together, as luaBounds' entrysize does in Redis.
+func entrySize(values map[string]any) int {
+	n := 0
+	for k, v := range values {
+		s, _ := v.(string)
+		n += len(k) + len(s)
+	}
+	return n
+}
+
+// prefix returns the first n bytes of s, fewer when byte n+1 continues a UTF-8
+// character, as luaBounds' cut does in Redis.
+func prefix(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	k := n
+	for k > 0 && k > n-3 && !utf8.RuneStart(s[k]) {
+		k--
+	}
+	return s[:k]
+}
+
+// clipText returns s if it holds at most n bytes, else its prefix of n bytes and a note
+// of its size.
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return prefix(s, n) + "… (" + strconv.Itoa(len(s)) + " bytes)"
+}
+
+// decodeDeadLetter reads a dead-letter entry, whoever wrote it. The stored text of an
+// event that does not decode goes into Error, clipped.
 func decodeDeadLetter(v map[string]any) backend.DeadLetter {
 	s := func(k string) string { x, _ := v[k].(string); return x }
 	dl := backend.DeadLetter{Organ: s("organ"), Error: s("error"), Reason: s("reason"), Receipt: s("receipt")}
@@ -137,7 +187,11 @@ func decodeDeadLetter(v map[string]any) backend.DeadLetter {
 	dl.At, _ = necro.ParseTimestamp(s("failed_at"))
 	ev, err := decodeEntry(v)
 	if err != nil {
-		dl.Error = strings.TrimSpace(dl.Error + "\nstored event: " + s("event"))
+		stored, what := s("event"), "stored event"
+		if size := s("size"); size != "" {
+			what = fmt.Sprintf("stored event (%d bytes kept of an entry of %s)", len(stored), size)
+		}
+		dl.Error = strings.TrimSpace(dl.Error + "\n" + what + ": " + clipText(stored, storedTextMax))
 		return dl
 	}
 	dl.Event = ev
@@ -152,7 +206,7 @@ func parseClaimed(entries, deletedIDs any) ([]message, []string, error) {
 	for _, e := range list {
 		t, ok := e.([]any)
 		if !ok || len(t) != 3 {
-			return nil, nil, fmt.Errorf("redis: unexpected claimed entry %v", e)
+			return nil, nil, fmt.Errorf("redis: unexpected claimed entry %s", clipText(fmt.Sprint(e), textMax))
 		}
 		id, _ := t[0].(string)
 		fields, _ := t[1].([]any)

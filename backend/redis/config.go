@@ -34,6 +34,19 @@ const (
 	defaultPoolSize       = 16
 	defaultHeartbeat      = time.Second
 	defaultMemberTimeout  = 5 * time.Second
+
+	// An entry holds an event field, whose payload is at most necro.MaxPayloadBytes of
+	// compact JSON (written with Python's ", " and ": " separators at most half as much
+	// again), an envelope of about 150 bytes and a meta field of lineage: 2 MiB leaves
+	// room for the largest valid event written by either side.
+	defaultMaxEntryBytes = 2 << 20
+	// Four of the largest entries: small enough to bound a worker's read, large enough
+	// that events of ordinary size (hundreds of bytes) never meet the bound before the
+	// count does.
+	defaultMaxPullBytes = 8 << 20
+	// Enough to show the start of the text and who wrote it; the dead letter's reason
+	// names what is wrong, and 100,000 such dead letters stay under 1 GiB.
+	defaultPoisonKeepBytes = 4 << 10
 )
 
 // ErrInvalidConfig reports a [Config] that [Open] cannot use; the wrapping error names
@@ -82,6 +95,24 @@ type Config struct {
 	// DeadLetterMaxLen bounds the dead-letter stream; every entry dropped to keep the
 	// bound is counted and logged. Zero means no bound.
 	DeadLetterMaxLen int
+	// MaxEntryBytes bounds one stream entry: its field names and values together. A
+	// larger entry cannot hold a valid event, so Redis dead-letters it inside the read
+	// (and the claim), keeping PoisonKeepBytes of its text and its size, and never sends
+	// it here; the one exception is the entry that wakes a Pull waiting on an empty
+	// stream (a script cannot wait), which comes whole and is dead-lettered from here.
+	// Zero means 2 MiB, room for the largest valid event. Measuring in Lua costs Redis
+	// about 4µs of CPU an entry more than a plain read (BENCHMARKS.md); [Off] reads
+	// new entries with a plain XREADGROUP, for producers that are trusted: every entry
+	// then comes whole, and a read of new entries is bounded by count only.
+	MaxEntryBytes int
+	// MaxPullBytes bounds the entries one Pull hands out, by the same measure; a Pull
+	// stops before the entry that would pass it, and that entry waits for the next.
+	// It may not be below MaxEntryBytes. Zero means 8 MiB, or MaxEntryBytes if larger.
+	MaxPullBytes int
+	// PoisonKeepBytes bounds the text a poison entry's dead letter keeps: the first
+	// PoisonKeepBytes bytes of its event field and of its meta field, cut at a character
+	// boundary; the dead letter's size field records the entry's size. Zero means 4 KiB.
+	PoisonKeepBytes int
 	// ForgetConsumersAfter removes from the group the consumers that have been idle this
 	// long and hold no pending entry. Zero means 1h; [Off] keeps them.
 	ForgetConsumersAfter time.Duration
@@ -158,10 +189,27 @@ func (c Config) withDefaults() (Config, error) {
 	for _, n := range []struct {
 		name string
 		v    int
-	}{{"Capacity", c.Capacity}, {"MaxDeliveries", c.MaxDeliveries}, {"DeadLetterMaxLen", c.DeadLetterMaxLen}, {"PoolSize", c.PoolSize}} {
+	}{{"Capacity", c.Capacity}, {"MaxDeliveries", c.MaxDeliveries}, {"DeadLetterMaxLen", c.DeadLetterMaxLen}, {"PoolSize", c.PoolSize},
+		{"MaxPullBytes", c.MaxPullBytes}, {"PoisonKeepBytes", c.PoisonKeepBytes}} {
 		if n.v < 0 {
 			return c, fmt.Errorf("%w: %s is negative (%d)", ErrInvalidConfig, n.name, n.v)
 		}
+	}
+	switch {
+	case c.MaxEntryBytes == 0:
+		c.MaxEntryBytes = defaultMaxEntryBytes
+	case c.MaxEntryBytes < 0 && c.MaxEntryBytes != Off:
+		return c, fmt.Errorf("%w: MaxEntryBytes is negative (%d)", ErrInvalidConfig, c.MaxEntryBytes)
+	}
+	if c.MaxPullBytes == 0 {
+		c.MaxPullBytes = max(defaultMaxPullBytes, c.MaxEntryBytes)
+	}
+	if c.MaxEntryBytes != Off && c.MaxPullBytes < c.MaxEntryBytes {
+		// A Pull could then never hand out an entry that is valid by MaxEntryBytes.
+		return c, fmt.Errorf("%w: MaxPullBytes %d is below MaxEntryBytes %d", ErrInvalidConfig, c.MaxPullBytes, c.MaxEntryBytes)
+	}
+	if c.PoisonKeepBytes == 0 {
+		c.PoisonKeepBytes = defaultPoisonKeepBytes
 	}
 	if c.PoolSize == 0 {
 		c.PoolSize = defaultPoolSize

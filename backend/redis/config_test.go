@@ -369,6 +369,10 @@ func TestOpenRejectsInvalidConfig(t *testing.T) {
 		{"MaxDeliveries", necroredis.Config{MaxDeliveries: -3}},
 		{"DeadLetterMaxLen", necroredis.Config{DeadLetterMaxLen: -1}},
 		{"PoolSize", necroredis.Config{PoolSize: -1}},
+		{"MaxEntryBytes", necroredis.Config{MaxEntryBytes: -2}}, // -1 is Off
+		{"MaxPullBytes", necroredis.Config{MaxPullBytes: -1}},
+		{"MaxPullBytes", necroredis.Config{MaxEntryBytes: 4 << 20, MaxPullBytes: 4<<20 - 1}},
+		{"PoisonKeepBytes", necroredis.Config{PoisonKeepBytes: -1}},
 		{"DeadLetterStream", necroredis.Config{Stream: "necro:s", DeadLetterStream: "necro:s"}},
 		{"DeadLetterStream", necroredis.Config{DeadLetterStream: necroredis.DefaultStream}},
 		{"Stream", necroredis.Config{Stream: " necro:s"}},

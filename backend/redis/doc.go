@@ -11,7 +11,7 @@
 //   - the consumer group (default necrostack), created on demand from id 0;
 //   - the dead-letter stream (default <stream>:dlq) with the fields original_id, event,
 //     reason and failed_at that Python writes, plus necro's organ, attempts, error,
-//     meta and receipt;
+//     meta and receipt, and size for a poison entry;
 //   - a sorted set <stream>:delayed holding retries that are not due yet;
 //   - short-lived keys <stream>:enqueue:<token>, one per chunk of an Enqueue whose
 //     reply may have been lost, so that sending the chunk again applies it once.
@@ -25,7 +25,7 @@
 // parent ([necro.DeriveID]), so a handle repeated after a crash emits the same ids.
 //
 // A worker that dies holding deliveries leaves them pending; after [Config.ClaimAfter]
-// another worker claims them with XAUTOCLAIM. A live worker refreshes its own pending
+// another worker claims them (XPENDING, then XCLAIM). A live worker refreshes its own pending
 // entries, so slow but healthy work is never stolen. Entries deleted while pending are
 // dead-lettered with the reason, never dropped silently. The delivery count is not a
 // failure count: failures are counted by the Spine's retries, so a crash-looping worker
@@ -38,7 +38,10 @@
 //
 // An entry that cannot be decoded (not JSON, the wrong shape, an invalid id, too large,
 // unknown fields) goes to the dead-letter stream at once, with a reason that names the
-// problem; it never sits pending.
+// problem, the first [Config.PoisonKeepBytes] of its text and its size; it never sits
+// pending. Entries are read by Lua scripts that measure them: one larger than
+// [Config.MaxEntryBytes] is dead-lettered inside Redis and never sent to the worker, and
+// a Pull hands out at most [Config.MaxPullBytes].
 //
 // Acknowledged entries are trimmed (XTRIM MINID) below the oldest entry that some
 // group has not acknowledged, so the stream stays small under steady load without ever

@@ -25,7 +25,7 @@ type Metrics struct {
 	Nacked           int64 // deliveries nacked (handed out again after NackDelay)
 	Released         int64 // deliveries given back unhandled
 	DeadLettered     int64 // dead-letter entries written, poison and deleted entries included
-	Poison           int64 // entries, and members of the delayed set, that could not be decoded, dead-lettered at once
+	Poison           int64 // entries, and members of the delayed set, that could not be decoded or were over MaxEntryBytes, dead-lettered at once
 	PendingRecovered int64 // entries claimed from consumers that stopped
 	DeletedPending   int64 // entries deleted from the stream while pending, dead-lettered
 	Trimmed          int64 // acknowledged entries trimmed from the stream

@@ -77,8 +77,8 @@ var poisonCases = []struct {
 }
 
 // Each kind of poison entry is dead-lettered by the Pull that reads it, with the raw
-// text verbatim and a reason that names the problem; the good entry after it is the one
-// that Pull returns.
+// text verbatim up to PoisonKeepBytes (4 KiB), the entry's size and a reason that names
+// the problem; the good entry after it is the one that Pull returns.
 func TestPoisonEntries(t *testing.T) {
 	srv := redistest.Start(t, redistest.Config{})
 	rdb := seedClient(t, srv)
@@ -116,8 +116,16 @@ func TestPoisonEntries(t *testing.T) {
 			if id, _ := dl.get("original_id"); id != poison {
 				t.Errorf("original_id = %q, want %s", id, poison)
 			}
-			if ev, _ := dl.get("event"); ev != tt.event {
-				t.Errorf("event field = %.200q (%d bytes), want %.200q (%d bytes) verbatim", ev, len(ev), tt.event, len(tt.event))
+			ev, _ := dl.get("event")
+			if want := tt.event[:min(len(tt.event), bigKeep)]; ev != want {
+				t.Errorf("event field = %.200q (%d bytes), want %.200q (%d bytes): the text verbatim up to %d bytes", ev, len(ev), want, len(want), bigKeep)
+			}
+			size := 0
+			for i := 0; i < len(tt.fields); i += 2 {
+				size += len(tt.fields[i]) + len(tt.fields[i+1])
+			}
+			if got, _ := dl.get("size"); got != strconv.Itoa(size) {
+				t.Errorf("size field = %q, want %d", got, size)
 			}
 			reason, _ := dl.get("reason")
 			for _, w := range tt.reason {
@@ -180,4 +188,59 @@ func TestPoisonBatch(t *testing.T) {
 		t.Errorf("%d dead letters, want %d", len(dls), len(poisonCases))
 	}
 	seedAck(t, b, ds...)
+}
+
+// A poison entry's text never makes a log line, a dead letter's reason or error, or an
+// error returned grow with it: a 512 KiB timestamp (whose parse error quotes it twice)
+// and a 512 KiB field name in an entry without an event field.
+func TestPoisonTextClipped(t *testing.T) {
+	srv := redistest.Start(t, redistest.Config{})
+	rdb := seedClient(t, srv)
+	var logs connLog
+	b := open(t, srv, necroredis.Config{Logger: logs.logger()})
+	cfg := b.Config()
+	long := strings.Repeat("T", 512<<10)
+	badTime := strings.Replace(poisonGood, "2025-01-15T10:30:45.123456+00:00", long, 1)
+	wireXAdd(t, rdb, cfg.Stream, "event", badTime)
+	wireXAdd(t, rdb, cfg.Stream, long, poisonGood)
+	good := seedEvent(t, "GOOD", nil)
+	seedEnqueue(t, b, good)
+	ds := seedPull(t, b, 10, 2*time.Second)
+	if len(ds) != 1 || ds[0].Event.ID() != good.ID() {
+		t.Fatalf("Pull() = %v, want only %s", ds, good.ID())
+	}
+	seedAck(t, b, ds...)
+
+	const lineMax = 2 << 10
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if len(line) > lineMax {
+			t.Errorf("a log line of %d bytes, want at most %d: %.300s…", len(line), lineMax, line)
+		}
+	}
+	if n := len(logs.records(t, "ERROR")); n != 2 {
+		t.Errorf("%d error lines, want one per poison entry:\n%.2000s", n, logs.String())
+	}
+	dls := wireRawEntries(t, rdb, cfg.DeadLetterStream)
+	if len(dls) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(dls))
+	}
+	for _, dl := range dls {
+		for _, f := range []string{"reason", "error"} {
+			if v, _ := dl.get(f); len(v) > 1<<10 {
+				t.Errorf("dead letter %s field of %d bytes, want at most %d: %.200q…", f, len(v), 1<<10, v)
+			}
+		}
+	}
+	listed, err := b.DeadLetters(t.Context(), 0)
+	if err != nil || len(listed) != 2 {
+		t.Fatalf("DeadLetters() = %d, %v; want 2", len(listed), err)
+	}
+	for _, dl := range listed {
+		if len(dl.Error) > 8<<10 {
+			t.Errorf("DeadLetters() Error of %d bytes, want at most %d: %.200q…", len(dl.Error), 8<<10, dl.Error)
+		}
+	}
+	if !strings.Contains(listed[0].Error, "timestamp") {
+		t.Errorf("DeadLetters()[0].Error %.300q does not name the timestamp", listed[0].Error)
+	}
 }

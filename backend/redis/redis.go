@@ -48,8 +48,8 @@ type Backend struct {
 	held     map[string]*holding // the deliveries this process holds, by entry id
 	released []*holding          // given back: first in line, front first
 	nacked   []*holding          // waiting for their NackDelay, in due order
-	cursor   string              // where the next XAUTOCLAIM scan starts
-	claimAt  time.Time           // when the next XAUTOCLAIM scan is due
+	cursor   string              // where the next claim scan starts
+	claimAt  time.Time           // when the next claim scan is due
 	groupOK  atomic.Bool         // the group is known to exist
 	// announced is this worker's roster entry (see Announce); "" when it has none.
 	announced string
@@ -60,6 +60,7 @@ type Backend struct {
 type holding struct {
 	id         string
 	ev         necro.Event
+	size       int // the entry's bytes, as MaxEntryBytes measures them
 	deliveries int
 	state      holdState
 	due        time.Time // when a nacked entry is due
@@ -155,8 +156,9 @@ func (b *Backend) noGroup(ctx context.Context, err error) bool {
 	return b.ensureGroup(ctx) == nil
 }
 
-// Pull hands out up to max deliveries: first those given back, then nacked ones that
-// are due, then entries claimed from stopped consumers, then new entries.
+// Pull hands out up to max deliveries, of entries of at most MaxPullBytes together:
+// first those given back, then nacked ones that are due, then entries claimed from
+// stopped consumers, then new entries.
 func (b *Backend) Pull(ctx context.Context, max int) ([]backend.Delivery, error) {
 	if max < 1 {
 		max = 1
@@ -170,13 +172,15 @@ func (b *Backend) Pull(ctx context.Context, max int) ([]backend.Delivery, error)
 			return nil, backend.ErrClosed
 		}
 		now := time.Now()
-		out := b.takeLocal(max, now)
-		if len(out) < max {
+		out, used := b.takeLocal(max, now)
+		// A read needs room for one entry of MaxEntryBytes (any room when Off); without
+		// it, it waits for the next Pull.
+		if room := b.cfg.MaxPullBytes - used; len(out) < max && room >= b.cfg.MaxEntryBytes {
 			block := time.Duration(-1)
 			if len(out) == 0 && ctx.Err() == nil {
 				block = b.blockFor(ctx, now)
 			}
-			more, err := b.read(rctx, max-len(out), block)
+			more, err := b.read(rctx, max-len(out), block, room)
 			out = append(out, more...)
 			b.inflight.RUnlock()
 			if err != nil {
@@ -217,26 +221,31 @@ func (b *Backend) blockFor(ctx context.Context, now time.Time) time.Duration {
 	return max(block, time.Millisecond)
 }
 
-// takeLocal hands out up to max of the held entries that are waiting: released ones
-// first, then nacked ones that are due.
-func (b *Backend) takeLocal(max int, now time.Time) []backend.Delivery {
+// takeLocal hands out up to max of the held entries that are waiting, of at most
+// MaxPullBytes together: released ones first, then nacked ones that are due. It returns
+// them and their bytes.
+func (b *Backend) takeLocal(max int, now time.Time) ([]backend.Delivery, int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.released) == 0 && (len(b.nacked) == 0 || b.nacked[0].due.After(now)) {
-		return nil
+		return nil, 0
 	}
 	var out []backend.Delivery
-	for len(out) < max && len(b.released) > 0 {
+	used := 0
+	fits := func(h *holding) bool { return len(out) < max && (len(out) == 0 || used+h.size <= b.cfg.MaxPullBytes) }
+	for len(b.released) > 0 && fits(b.released[0]) {
+		used += b.released[0].size
 		out = append(out, b.handOut(b.released[0]))
 		b.released[0] = nil
 		b.released = b.released[1:]
 	}
-	for len(out) < max && len(b.nacked) > 0 && !b.nacked[0].due.After(now) {
+	for len(b.nacked) > 0 && !b.nacked[0].due.After(now) && fits(b.nacked[0]) {
+		used += b.nacked[0].size
 		out = append(out, b.handOut(b.nacked[0]))
 		b.nacked[0] = nil
 		b.nacked = b.nacked[1:]
 	}
-	return out
+	return out, used
 }
 
 // handOut makes a waiting holding a new delivery. b.mu is held.
@@ -246,16 +255,16 @@ func (b *Backend) handOut(h *holding) backend.Delivery {
 	return backend.Delivery{Event: h.ev, Receipt: receipt(h.id, h.deliveries), Deliveries: h.deliveries}
 }
 
-// read fetches up to n entries from Redis: claimed ones when a scan is due, else new
-// ones, waiting up to block (negative: not at all).
-func (b *Backend) read(ctx context.Context, n int, block time.Duration) ([]backend.Delivery, error) {
+// read fetches up to n entries of at most budget bytes together from Redis: claimed ones
+// when a scan is due, else new ones, waiting up to block (negative: not at all).
+func (b *Backend) read(ctx context.Context, n int, block time.Duration, budget int) ([]backend.Delivery, error) {
 	var msgs []message
 	var err error
 	b.mu.Lock()
 	claim := !time.Now().Before(b.claimAt)
 	b.mu.Unlock()
 	if claim {
-		msgs, err = b.claim(ctx, n)
+		msgs, err = b.claim(ctx, n, budget)
 	}
 	if err != nil || len(msgs) > 0 {
 		ds := b.accept(ctx, msgs)
@@ -267,8 +276,21 @@ func (b *Backend) read(ctx context.Context, n int, block time.Duration) ([]backe
 		}
 		return ds, err
 	}
+	count := int64(min(n, readBatch)) // a plain read, with MaxEntryBytes Off
+	if b.cfg.MaxEntryBytes != Off {
+		var more bool
+		msgs, more, err = b.readNew(ctx, min(n, readBatch), budget)
+		if err != nil || len(msgs) > 0 || more || block < 0 {
+			return b.accept(ctx, msgs), err
+		}
+		// Nothing new: wait for the next entry. A script cannot wait, so this is Redis's
+		// own XREADGROUP, for one entry, which comes whole whatever its size: the one way
+		// an entry over MaxEntryBytes reaches this process (accept dead-letters it), once
+		// per wait. Polling the script instead would add its interval to every wake.
+		count = 1
+	}
 	args := &goredis.XReadGroupArgs{Group: b.cfg.Group, Consumer: b.cfg.Consumer,
-		Streams: []string{b.cfg.Stream, ">"}, Count: int64(min(n, readBatch)), Block: block}
+		Streams: []string{b.cfg.Stream, ">"}, Count: count, Block: block}
 	streams, err := b.rdb.XReadGroup(ctx, args).Result()
 	if b.noGroup(ctx, err) {
 		streams, err = b.rdb.XReadGroup(ctx, args).Result()
@@ -295,56 +317,34 @@ type message struct {
 }
 
 // takeBackOwn re-reads the entries pending to this consumer, left by an earlier process
-// with the same consumer name, and holds them first in line, oldest first.
+// with the same consumer name, and holds them first in line, oldest first. They come in
+// replies of at most MaxPullBytes; entries over MaxEntryBytes are dead-lettered in Redis.
 func (b *Backend) takeBackOwn(ctx context.Context) error {
-	after := "0"
+	cursor := "0-0"
 	for {
-		raw, err := ownScript.Run(ctx, b.rdb, b.keys[:2], b.cfg.Group, b.cfg.Consumer, after, 1000, nowText()).Slice()
+		msgs, deleted, next, err := b.pending(ctx, true, cursor, 1000, b.cfg.MaxPullBytes)
 		if err != nil {
 			return fmt.Errorf("redis: re-read own pending entries: %w", err)
-		}
-		msgs, deleted, err := parseClaimed(raw[0], raw[1])
-		if err != nil {
-			return err
 		}
 		b.lostWhilePending(ctx, deleted)
 		b.holdFirst(b.accept(ctx, msgs))
 		if len(msgs) > 0 {
 			b.log.InfoContext(ctx, "took back own pending entries", slog.Int("entries", len(msgs)))
 		}
-		if len(msgs)+len(deleted) < 1000 {
+		if next == "0-0" || next == "" {
 			return nil
 		}
-		for _, id := range deleted {
-			if idLess(after, id) {
-				after = id
-			}
-		}
-		if len(msgs) > 0 && idLess(after, msgs[len(msgs)-1].id) {
-			after = msgs[len(msgs)-1].id
-		}
+		cursor = next
 	}
 }
 
-// claim scans the group's pending entries once step further and takes over those idle
-// longer than ClaimAfter.
-func (b *Backend) claim(ctx context.Context, n int) ([]message, error) {
+// claim scans the group's pending entries one step further and takes over those idle
+// longer than ClaimAfter, up to n of at most budget bytes together.
+func (b *Backend) claim(ctx context.Context, n, budget int) ([]message, error) {
 	b.mu.Lock()
 	cursor := b.cursor
 	b.mu.Unlock()
-	run := func() ([]any, error) {
-		return claimScript.Run(ctx, b.rdb, b.keys[:2], b.cfg.Group, b.cfg.Consumer,
-			b.cfg.ClaimAfter.Milliseconds(), cursor, n, nowText()).Slice()
-	}
-	raw, err := run()
-	if b.noGroup(ctx, err) {
-		raw, err = run()
-	}
-	if err != nil {
-		return nil, err
-	}
-	next, _ := raw[0].(string)
-	msgs, deleted, err := parseClaimed(raw[1], raw[2])
+	msgs, deleted, next, err := b.pending(ctx, false, cursor, n, budget)
 	if err != nil {
 		return nil, err
 	}
@@ -357,6 +357,101 @@ func (b *Backend) claim(ctx context.Context, n int) ([]message, error) {
 	}
 	b.mu.Unlock()
 	return msgs, nil
+}
+
+// boundArgs are the ARGV that luaBounds reads: a read of up to n entries of at most
+// budget bytes together.
+func (b *Backend) boundArgs(n, budget int) []any {
+	maxEntry := b.cfg.MaxEntryBytes
+	if maxEntry == Off {
+		maxEntry = 1 << 50 // beyond any entry; a Lua number holds it exactly
+	}
+	return []any{b.cfg.Group, b.cfg.Consumer, nowText(), maxEntry, b.cfg.PoisonKeepBytes,
+		b.cfg.DeadLetterMaxLen, budget, n}
+}
+
+// readNew reads up to n new entries of at most budget bytes together with readScript.
+// more reports that it stopped at a bound rather than at the end of the stream.
+func (b *Backend) readNew(ctx context.Context, n, budget int) (msgs []message, more bool, err error) {
+	raw, err := b.runBounded(ctx, readScript, b.boundArgs(n, budget))
+	if err != nil {
+		return nil, false, err
+	}
+	if len(raw) != 4 {
+		return nil, false, fmt.Errorf("redis: read script answered %s", clipText(fmt.Sprint(raw), textMax))
+	}
+	msgs, _, err = parseClaimed(raw[0], nil)
+	if err != nil {
+		return nil, false, err
+	}
+	trimmed, _ := raw[2].(int64)
+	b.buried(ctx, raw[1], trimmed)
+	flag, _ := raw[3].(int64)
+	return msgs, flag == 1, nil
+}
+
+// pending runs pendingScript from cursor: a claim, or with own this consumer's own
+// entries. It returns the entries taken over, the ids of those deleted while pending
+// and the next cursor.
+func (b *Backend) pending(ctx context.Context, own bool, cursor string, n, budget int) ([]message, []string, string, error) {
+	idle, whose := b.cfg.ClaimAfter.Milliseconds(), ""
+	if own {
+		idle, whose = 0, "own"
+	}
+	raw, err := b.runBounded(ctx, pendingScript, append(b.boundArgs(n, budget), idle, cursor, whose))
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if len(raw) != 5 {
+		return nil, nil, "", fmt.Errorf("redis: pending script answered %s", clipText(fmt.Sprint(raw), textMax))
+	}
+	next, _ := raw[0].(string)
+	msgs, deleted, err := parseClaimed(raw[1], raw[2])
+	if err != nil {
+		return nil, nil, "", err
+	}
+	trimmed, _ := raw[4].(int64)
+	b.buried(ctx, raw[3], trimmed)
+	return msgs, deleted, next, nil
+}
+
+// runBounded runs a script of luaBounds, creating the group again when it is missing.
+func (b *Backend) runBounded(ctx context.Context, s *goredis.Script, args []any) ([]any, error) {
+	raw, err := s.Run(ctx, b.rdb, b.keys[:2], args...).Slice()
+	if b.noGroup(ctx, err) {
+		raw, err = s.Run(ctx, b.rdb, b.keys[:2], args...).Slice()
+	}
+	return raw, err
+}
+
+// buried accounts for the entries a script dead-lettered in Redis for being over
+// MaxEntryBytes ({{id, size}...}), and the dead letters it dropped to keep
+// DeadLetterMaxLen.
+func (b *Backend) buried(ctx context.Context, list any, trimmed int64) {
+	entries, _ := list.([]any)
+	for _, e := range entries {
+		t, _ := e.([]any)
+		if len(t) != 2 {
+			continue
+		}
+		id, _ := t[0].(string)
+		size, _ := t[1].(int64)
+		b.log.ErrorContext(ctx, "oversized entry dead-lettered in Redis", slog.String("entry", id),
+			slog.Int64("bytes", size), slog.Int("max_entry_bytes", b.cfg.MaxEntryBytes))
+	}
+	b.counts.poison.Add(int64(len(entries)))
+	b.counts.deadLettered.Add(int64(len(entries)))
+	b.droppedDeadLetters(ctx, trimmed)
+}
+
+// droppedDeadLetters counts and logs the dead letters dropped to keep DeadLetterMaxLen.
+func (b *Backend) droppedDeadLetters(ctx context.Context, n int64) {
+	if n <= 0 {
+		return
+	}
+	b.counts.dlqTrimmed.Add(n)
+	b.log.WarnContext(ctx, "dead letters dropped, oldest first, to keep DeadLetterMaxLen",
+		slog.Int64("dropped", n), slog.Int("dead_letter_max_len", b.cfg.DeadLetterMaxLen))
 }
 
 // claimEvery is how often the pending entries are scanned for ones to claim.
@@ -387,13 +482,22 @@ func (b *Backend) accept(ctx context.Context, msgs []message) []backend.Delivery
 	hs := make([]holding, len(msgs))
 	b.mu.Lock()
 	for i, m := range msgs {
-		ev, err := decodeEntry(m.values)
+		size := entrySize(m.values)
+		var ev necro.Event
+		var err error
+		if b.cfg.MaxEntryBytes != Off && size > b.cfg.MaxEntryBytes {
+			err = fmt.Errorf("the entry holds %d bytes, more than MaxEntryBytes (%d) lets a valid event take", size, b.cfg.MaxEntryBytes)
+		} else {
+			ev, err = decodeEntry(m.values)
+		}
 		switch {
 		case err != nil:
-			poison = append(poison, poisoned{m: m, reason: "poison entry: " + err.Error(), err: err.Error(), undecodable: true})
+			// The error may quote the entry's text, which can be as large as the entry.
+			why := clipText(err.Error(), textMax)
+			poison = append(poison, poisoned{m: m, size: size, reason: "poison entry: " + why, err: why, undecodable: true})
 			continue
 		case b.cfg.MaxDeliveries > 0 && m.deliveries > b.cfg.MaxDeliveries:
-			poison = append(poison, poisoned{m: m, reason: fmt.Sprintf("delivered %d times without being settled", m.deliveries)})
+			poison = append(poison, poisoned{m: m, size: size, reason: fmt.Sprintf("delivered %d times without being settled", m.deliveries)})
 			continue
 		}
 		if b.held[m.id] != nil {
@@ -402,7 +506,7 @@ func (b *Backend) accept(ctx context.Context, msgs []message) []backend.Delivery
 			continue
 		}
 		h := &hs[i]
-		*h = holding{id: m.id, ev: ev, deliveries: m.deliveries}
+		*h = holding{id: m.id, ev: ev, size: size, deliveries: m.deliveries}
 		b.held[m.id] = h
 		out = append(out, backend.Delivery{Event: ev, Receipt: receipt(m.id, m.deliveries), Deliveries: m.deliveries})
 	}
@@ -432,13 +536,16 @@ func (b *Backend) drop(h *holding) {
 // be decoded, or it was delivered more than MaxDeliveries times.
 type poisoned struct {
 	m           message
+	size        int // the entry's bytes
 	reason      string
 	err         string
 	undecodable bool
 }
 
 // deadLetterPoison moves undecodable entries to the dead-letter stream and acks them,
-// atomically. When that fails they stay pending and come back through a claim scan.
+// atomically. When that fails they stay pending and come back through a claim scan. A
+// poison entry's dead letter keeps PoisonKeepBytes of its text and records its size; an
+// entry delivered too often is a valid event, kept whole so that it can be replayed.
 func (b *Backend) deadLetterPoison(ctx context.Context, ps []poisoned) {
 	var a argv
 	a.start(b.cfg, 0)
@@ -449,13 +556,16 @@ func (b *Backend) deadLetterPoison(ctx context.Context, ps []poisoned) {
 			raw = "{}"
 		}
 		meta, _ := p.m.values["meta"].(string)
-		a.rawOp(p.m.id, true, deadFields{original: p.m.id, event: raw, reason: p.reason, at: at,
-			err: p.err, meta: meta, receipt: receipt(p.m.id, p.m.deliveries)})
+		d := deadFields{original: p.m.id, event: raw, reason: p.reason, at: at,
+			err: p.err, meta: meta, receipt: receipt(p.m.id, p.m.deliveries)}
 		what := "entry delivered too often dead-lettered"
 		if p.undecodable {
 			what = "poison entry dead-lettered"
+			d.event, d.meta = prefix(raw, b.cfg.PoisonKeepBytes), prefix(meta, b.cfg.PoisonKeepBytes)
+			d.size = strconv.Itoa(p.size)
 		}
-		b.log.ErrorContext(ctx, what, slog.String("entry", p.m.id), slog.String("reason", p.reason))
+		a.rawOp(p.m.id, true, d)
+		b.log.ErrorContext(ctx, what, slog.String("entry", p.m.id), slog.Int("bytes", p.size), slog.String("reason", p.reason))
 	}
 	res, err := b.eval(ctx, settleScript, a.args)
 	if err == nil {
@@ -473,7 +583,7 @@ func (b *Backend) deadLetterPoison(ctx context.Context, ps []poisoned) {
 		}
 	}
 	b.counts.deadLettered.Add(int64(len(ps)))
-	b.counts.dlqTrimmed.Add(res.dlqTrimmed)
+	b.droppedDeadLetters(ctx, res.dlqTrimmed)
 }
 
 // Settle ends deliveries in order. Acks and settlements that add children, retries or
@@ -635,7 +745,7 @@ func (b *Backend) settleRemote(ctx context.Context, batch []backend.Settlement, 
 		// All applied; or a retry found the batch acknowledged already: the attempt
 		// whose reply was lost applied the whole batch, atomically.
 		b.counts.deadLettered.Add(int64(dead))
-		b.counts.dlqTrimmed.Add(res.dlqTrimmed)
+		b.droppedDeadLetters(ctx, res.dlqTrimmed)
 		if delayed {
 			b.nudge()
 		}
@@ -800,6 +910,6 @@ func splitID(id string) (ms, seq uint64) {
 
 func nowText() string { return time.Now().UTC().Format(necro.TimestampLayout) }
 
-// readBatch caps one XREADGROUP: smaller reads reach the handlers sooner, and keep the
+// readBatch caps the entries one read examines: smaller reads reach the handlers sooner, and keep the
 // Spine's pipeline flowing rather than moving in bursts.
 const readBatch = 512

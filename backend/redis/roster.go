@@ -102,7 +102,7 @@ func parseRoster(raw []any, timeout time.Duration) (now time.Time, ws []Worker, 
 		val, _ := fields[i+1].(string)
 		var a announcement
 		if err := json.Unmarshal([]byte(val), &a); err != nil || a.Seen <= 0 {
-			ws = append(ws, Worker{Name: name, Problem: fmt.Sprintf("unreadable roster entry %q", clipText(val))})
+			ws = append(ws, Worker{Name: name, Problem: fmt.Sprintf("unreadable roster entry %q", clipText(val, 64))})
 			continue
 		}
 		w := Worker{Name: name, Seen: time.UnixMilli(a.Seen).UTC()}
@@ -118,14 +118,6 @@ func parseRoster(raw []any, timeout time.Duration) (now time.Time, ws []Worker, 
 	return now, ws, nil
 }
 
-// clipText shortens text that came from Redis for an error or a log line.
-func clipText(s string) string {
-	const most = 64
-	if len(s) <= most {
-		return s
-	}
-	return s[:most] + "…"
-}
 
 // Announce publishes the organs this worker mounts on the group's roster, with a
 // heartbeat every Heartbeat until [Backend.Withdraw] or [Backend.Close]. Other workers
@@ -276,72 +268,98 @@ func (b *Backend) handoff(ctx context.Context, st backend.Settlement, h *holding
 	return nil
 }
 
-// adoptScript takes over the given entries that are pending to this consumer, as a
-// handoff leaves them, and returns them with their fields. KEYS: stream, dead-letter
-// stream. ARGV: group, consumer, failed_at, then the ids. It returns
-// {{id, fields, deliveries}...}, {deleted ids}}, dead-lettering entries deleted while
-// pending as claimScript does.
-var adoptScript = goredis.NewScript(`
-local stream, dlq, group, consumer = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
-local out, deleted = {}, {}
-for j = 4, #ARGV do
+// adoptScript takes over the given entries that are still pending to this consumer, as
+// a handoff leaves them, and returns them with their fields, as pendingScript does: an
+// entry deleted while pending is acked and dead-lettered with the reason, one over
+// MaxEntryBytes is buried, and it stops before an entry that would pass the budget.
+// KEYS: stream, dead-letter stream. ARGV as luaBounds says, then the ids. It returns
+// {{{id, fields, deliveries}...}, {deleted ids}, {{id, size} buried...}, dead letters
+// trimmed, ids examined}.
+var adoptScript = goredis.NewScript(luaBounds + `
+local out, deleted, used, j = {}, {}, 0, 9
+while j <= #ARGV do
   local id = ARGV[j]
-  local p = redis.call('XPENDING', stream, group, id, id, 1)
-  if p[1] and p[1][2] == consumer then
-    local m = redis.call('XCLAIM', stream, group, consumer, 0, id)[1]
-    if m and m[2] then
-      table.insert(out, {m[1], m[2], p[1][4] + 1})
-    else
-      redis.call('XACK', stream, group, id)
-      redis.call('XADD', dlq, '*', 'original_id', id, 'event', '{}',
-        'reason', 'entry deleted from the stream while pending', 'failed_at', ARGV[3])
+  local p = redis.call('XPENDING', B.stream, B.group, id, id, 1)
+  if p[1] and p[1][2] == B.consumer then
+    local n = p[1][4] + 1
+    local m = redis.call('XRANGE', B.stream, id, id)[1]
+    if not m then
+      redis.call('XACK', B.stream, B.group, id)
+      redis.call('XADD', B.dlq, '*', 'original_id', id, 'event', '{}',
+        'reason', 'entry deleted from the stream while pending', 'failed_at', B.at)
       table.insert(deleted, id)
+    else
+      local s = entrysize(m[2])
+      if s > B.max then
+        bury(id, m[2], s, n)
+      elseif used + s > B.budget and #out > 0 then
+        break
+      else
+        used = used + s
+        redis.call('XCLAIM', B.stream, B.group, B.consumer, 0, id, 'RETRYCOUNT', n, 'JUSTID')
+        table.insert(out, {id, m[2], n})
+      end
     end
   end
+  j = j + 1
 end
-return {out, deleted}
+return {out, deleted, B.buried, B.trimmed, j - 9}
 `)
 
 // adopt takes in the entries other workers handed to this one: pending to it, idle at
-// least handoffIdle, and not held here. They wait first in line for the next Pull.
+// least handoffIdle, and not held here. They wait first in line for the next Pull. It
+// takes at most MaxPullBytes of them at a time, and looks again at once while more wait,
+// up to adoptRounds times.
 func (b *Backend) adopt(ctx context.Context) error {
-	ps, err := b.rdb.XPendingExt(ctx, &goredis.XPendingExtArgs{Stream: b.cfg.Stream, Group: b.cfg.Group,
-		Idle: b.cfg.handoffIdle(), Start: "-", End: "+", Count: 1000, Consumer: b.cfg.Consumer}).Result()
-	if b.noGroup(ctx, err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	args := []any{b.cfg.Group, b.cfg.Consumer, nowText()}
-	b.mu.Lock()
-	for _, p := range ps {
-		if b.held[p.ID] == nil {
-			args = append(args, p.ID)
+	for range adoptRounds {
+		ps, err := b.rdb.XPendingExt(ctx, &goredis.XPendingExtArgs{Stream: b.cfg.Stream, Group: b.cfg.Group,
+			Idle: b.cfg.handoffIdle(), Start: "-", End: "+", Count: 1000, Consumer: b.cfg.Consumer}).Result()
+		if b.noGroup(ctx, err) {
+			return nil
 		}
-	}
-	b.mu.Unlock()
-	if len(args) == 3 {
-		return nil
-	}
-	raw, err := adoptScript.Run(ctx, b.rdb, b.keys[:2], args...).Slice()
-	if err != nil {
-		return err
-	}
-	if len(raw) != 2 {
-		return fmt.Errorf("redis: adopt script answered %v", raw)
-	}
-	msgs, deleted, err := parseClaimed(raw[0], raw[1])
-	if err != nil {
-		return err
-	}
-	b.lostWhilePending(ctx, deleted)
-	if n := b.holdFirst(b.accept(ctx, msgs)); n > 0 {
-		b.counts.adopted.Add(int64(n))
-		b.log.DebugContext(ctx, "adopted entries handed over by other workers", slog.Int("entries", n))
+		if err != nil {
+			return err
+		}
+		var ids []any
+		b.mu.Lock()
+		for _, p := range ps {
+			if b.held[p.ID] == nil {
+				ids = append(ids, p.ID)
+			}
+		}
+		b.mu.Unlock()
+		if len(ids) == 0 {
+			return nil
+		}
+		raw, err := b.runBounded(ctx, adoptScript, append(b.boundArgs(len(ids), b.cfg.MaxPullBytes), ids...))
+		if err != nil {
+			return err
+		}
+		if len(raw) != 5 {
+			return fmt.Errorf("redis: adopt script answered %s", clipText(fmt.Sprint(raw), textMax))
+		}
+		msgs, deleted, err := parseClaimed(raw[0], raw[1])
+		if err != nil {
+			return err
+		}
+		trimmed, _ := raw[3].(int64)
+		b.buried(ctx, raw[2], trimmed)
+		b.lostWhilePending(ctx, deleted)
+		if n := b.holdFirst(b.accept(ctx, msgs)); n > 0 {
+			b.counts.adopted.Add(int64(n))
+			b.log.DebugContext(ctx, "adopted entries handed over by other workers", slog.Int("entries", n))
+		}
+		examined, _ := raw[4].(int64)
+		if int(examined) == len(ids) && len(ps) < 1000 {
+			return nil
+		}
 	}
 	return nil
 }
+
+// adoptRounds bounds the rounds of one adopt, so that the maintenance loop goes on to
+// its other work; what is left is adopted at the next look.
+const adoptRounds = 16
 
 // holdFirst puts deliveries that accept just handed out back first in line, unhandled,
 // for the next Pull to hand out, and returns how many.

@@ -84,13 +84,15 @@ end
 // cannot be applied. KEYS: stream, dead-letter stream, delayed set. ARGV: group,
 // consumer, capacity (0: none), dead-letter bound (0: none), then per operation:
 //
-//	id ack nEntries (event meta)*n nDelayed (score member)*d nDead (9 fields)*k
+//	id ack nEntries (event meta)*n nDelayed (score member)*d nDead (10 fields)*k
 //
 // id is the stream entry settled ("" when the operation only adds, as Enqueue does);
-// ack is "1" to acknowledge it. The nine dead-letter fields are original_id, event,
-// reason, failed_at, organ, attempts, error, meta, receipt. It returns {applied, status,
-// detail, dead letters trimmed, entries trimmed}; status is OK, FULL (no room), GONE
-// (the entry is pending nowhere) or STOLEN (another consumer holds it; detail names it).
+// ack is "1" to acknowledge it. The ten dead-letter fields are original_id, event,
+// reason, failed_at, organ, attempts, error, meta, receipt and size, the last written
+// only when not empty (a poison entry's, whose text the dead letter keeps in part). It
+// returns {applied, status, detail, dead letters trimmed, entries trimmed}; status is
+// OK, FULL (no room), GONE (the entry is pending nowhere) or STOLEN (another consumer
+// holds it; detail names it).
 var settleScript = goredis.NewScript(luaShared + `
 local stream, dlq, delayed = KEYS[1], KEYS[2], KEYS[3]
 local group, consumer = ARGV[1], ARGV[2]
@@ -131,70 +133,168 @@ while i <= #ARGV do
     redis.call('ZADD', delayed, ARGV[d0 + 2 * j], ARGV[d0 + 2 * j + 1])
   end
   for j = 0, k - 1 do
-    local f = k0 + 9 * j
-    redis.call('XADD', dlq, '*', 'original_id', ARGV[f], 'event', ARGV[f + 1], 'reason', ARGV[f + 2],
+    local f = k0 + 10 * j
+    local add = {'XADD', dlq, '*', 'original_id', ARGV[f], 'event', ARGV[f + 1], 'reason', ARGV[f + 2],
       'failed_at', ARGV[f + 3], 'organ', ARGV[f + 4], 'attempts', ARGV[f + 5], 'error', ARGV[f + 6],
-      'meta', ARGV[f + 7], 'receipt', ARGV[f + 8])
+      'meta', ARGV[f + 7], 'receipt', ARGV[f + 8]}
+    if ARGV[f + 9] ~= '' then
+      table.insert(add, 'size')
+      table.insert(add, ARGV[f + 9])
+    end
+    redis.call(unpack(add))
   end
   if k > 0 and dlqmax > 0 then
     dlqtrimmed = dlqtrimmed + redis.call('XTRIM', dlq, 'MAXLEN', dlqmax)
   end
   applied = applied + 1
-  i = k0 + 9 * k
+  i = k0 + 10 * k
 end
 return {applied, 'OK', '', dlqtrimmed, trimmed}
 `)
 
-// claimScript takes over entries of consumers that stopped. KEYS: stream, dead-letter
-// stream. ARGV: group, consumer, min idle ms, cursor, count, failed_at. Entries deleted
-// while pending are dead-lettered here, with the reason, so none vanishes silently. It
-// returns {next cursor, {{id, fields, deliveries}...}, {deleted ids}}.
-var claimScript = goredis.NewScript(`
-local stream, dlq = KEYS[1], KEYS[2]
-local r = redis.call('XAUTOCLAIM', stream, ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
-local out, deleted = {}, r[3] or {}
-for _, m in ipairs(r[2]) do
-  if m[2] then
-    local p = redis.call('XPENDING', stream, ARGV[1], m[1], m[1], 1)
-    local n = 1
-    if p[1] then n = p[1][4] end
-    table.insert(out, {m[1], m[2], n})
-  else
-    redis.call('XACK', stream, ARGV[1], m[1])
-    table.insert(deleted, m[1])
+// luaBounds holds what the scripts that read entries share. entrysize measures an entry
+// as MaxEntryBytes does: its field names and values together. cut returns the first n
+// bytes of s, fewer when byte n+1 continues a UTF-8 character. bury dead-letters an
+// entry over MaxEntryBytes and acks it; the dead letter keeps PoisonKeepBytes of its
+// event and meta fields and its size. Each script first sets B from its ARGV, which
+// begin with: group, consumer, failed_at, max entry bytes, keep bytes, dead-letter
+// bound (0: none), byte budget, count.
+const luaBounds = `
+local B = {stream = KEYS[1], dlq = KEYS[2], group = ARGV[1], consumer = ARGV[2], at = ARGV[3],
+  max = tonumber(ARGV[4]), keep = tonumber(ARGV[5]), dlqmax = tonumber(ARGV[6]),
+  budget = tonumber(ARGV[7]), count = tonumber(ARGV[8]), trimmed = 0, buried = {}}
+local function entrysize(f)
+  local n = 0
+  for i = 1, #f do n = n + #f[i] end
+  return n
+end
+local function cut(s, n)
+  if #s <= n then return s end
+  local k = n
+  while k > 0 and k > n - 3 do
+    local c = string.byte(s, k + 1)
+    if c < 128 or c >= 192 then break end
+    k = k - 1
   end
+  return string.sub(s, 1, k)
 end
-for _, id in ipairs(deleted) do
-  redis.call('XADD', dlq, '*', 'original_id', id, 'event', '{}', 'reason', 'entry deleted from the stream while pending',
-    'failed_at', ARGV[6])
+local function bury(id, f, size, deliveries)
+  local ev, meta = '{}', ''
+  for i = 1, #f, 2 do
+    if f[i] == 'event' then ev = f[i + 1] elseif f[i] == 'meta' then meta = f[i + 1] end
+  end
+  local why = 'the entry holds ' .. size .. ' bytes, more than MaxEntryBytes (' .. B.max .. ') lets a valid event take'
+  redis.call('XACK', B.stream, B.group, id)
+  redis.call('XADD', B.dlq, '*', 'original_id', id, 'event', cut(ev, B.keep), 'reason', 'poison entry: ' .. why,
+    'failed_at', B.at, 'organ', '', 'attempts', '0', 'error', why, 'meta', cut(meta, B.keep),
+    'receipt', id .. '#' .. deliveries, 'size', size)
+  if B.dlqmax > 0 then B.trimmed = B.trimmed + redis.call('XTRIM', B.dlq, 'MAXLEN', B.dlqmax) end
+  table.insert(B.buried, {id, size})
 end
-return {r[1], out, deleted}
-`)
+`
 
-// ownScript re-reads this consumer's own pending entries after id ARGV[3], as a worker
-// with a stable name does when it starts again. KEYS: stream, dead-letter stream. ARGV:
-// group, consumer, after id, count, failed_at. It returns {{id, fields, deliveries}...},
-// {deleted ids}}, dead-lettering entries deleted while pending as claimScript does.
-var ownScript = goredis.NewScript(`
-local stream, dlq = KEYS[1], KEYS[2]
-local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[4], 'STREAMS', stream, ARGV[3])
-local out, deleted = {}, {}
-if r and r[1] then
-  for _, m in ipairs(r[1][2]) do
-    if m[2] then
-      local p = redis.call('XPENDING', stream, ARGV[1], m[1], m[1], 1)
-      local n = 1
-      if p[1] then n = p[1][4] end
-      table.insert(out, {m[1], m[2], n})
+// readScript reads new entries for this consumer: it buries those over MaxEntryBytes and
+// returns the others, until it has examined count entries or budget bytes, or the stream
+// has no more. It reads k entries at a time, k as many as fit in the budget left even if
+// each held MaxEntryBytes (4 with the defaults), so that a read never passes the budget
+// and Lua never holds more than k entries, of whatever size, at once; one XREADGROUP
+// per entry would cost Redis about twice as much. When not even one entry of
+// MaxEntryBytes fits any more, it looks at the next entry (XRANGE; nothing runs between
+// that and the read) and leaves one that would pass the budget unread, for the next
+// Pull. The caller leaves room for one entry of MaxEntryBytes. KEYS: stream, dead-letter
+// stream; ARGV as luaBounds says. It returns {{{id, fields, 1}...}, {{id, size}
+// buried...}, dead letters trimmed, 1 when it stopped at a bound}.
+var readScript = goredis.NewScript(luaBounds + `
+local out, used, seen, last, more = {}, 0, 0, nil, 0
+while true do
+  local left = B.count - #out - #B.buried
+  if left <= 0 or seen >= B.budget then more = 1 break end
+  local k = math.min(left, math.floor((B.budget - used) / B.max))
+  if k < 1 and last then
+    local nxt = redis.call('XRANGE', B.stream, '(' .. last, '+', 'COUNT', 1)
+    if #nxt == 0 then break end
+    local s = entrysize(nxt[1][2])
+    if s <= B.max and used + s > B.budget then more = 1 break end
+  end
+  k = math.max(k, 1)
+  local r = redis.call('XREADGROUP', 'GROUP', B.group, B.consumer, 'COUNT', k, 'STREAMS', B.stream, '>')
+  if not r then break end
+  local got = r[1][2]
+  for _, m in ipairs(got) do
+    last = m[1]
+    local s = entrysize(m[2])
+    seen = seen + s
+    if s > B.max then
+      bury(m[1], m[2], s, 1)
     else
-      redis.call('XACK', stream, ARGV[1], m[1])
-      redis.call('XADD', dlq, '*', 'original_id', m[1], 'event', '{}',
-        'reason', 'entry deleted from the stream while pending', 'failed_at', ARGV[5])
-      table.insert(deleted, m[1])
+      used = used + s
+      table.insert(out, {m[1], m[2], 1})
     end
   end
+  if #got < k then break end
 end
-return {out, deleted}
+-- A buried entry is garbage now; collect it rather than let Lua's heap hold it.
+if #B.buried > 0 then collectgarbage('collect') end
+return {out, B.buried, B.trimmed, more}
+`)
+
+// pendingScript takes over pending entries idle at least ARGV[9] ms: any consumer's
+// (claims, in place of XAUTOCLAIM, which claims before anything can be measured), or
+// with ARGV[11] = "own" this consumer's own (taken back at start, with 0 ms), from the
+// cursor ARGV[10] ("0-0" at the start of a scan; an id, or "(" and an id to start after
+// it). It lists them with XPENDING, which sends no data, looking at ten times count
+// entries at most for a claim, as XAUTOCLAIM does; then it reads each that is idle long
+// enough alone with XRANGE: an entry deleted while pending is acked and dead-lettered
+// with the reason, so none vanishes silently; one over MaxEntryBytes is buried; the
+// others are claimed (XCLAIM JUSTID, the delivery counted with RETRYCOUNT) and
+// returned, until count entries or budget bytes were examined. An entry that would pass
+// the budget is left as it is, to start the next step of the scan. KEYS: stream,
+// dead-letter stream; ARGV as luaBounds says, then min idle ms, cursor, "own" or "". It
+// returns {next cursor ("0-0" when the scan is done), {{id, fields, deliveries}...},
+// {deleted ids}, {{id, size} buried...}, dead letters trimmed}.
+var pendingScript = goredis.NewScript(luaBounds + `
+local idle, own = tonumber(ARGV[9]), ARGV[11] == 'own'
+local scan, p = B.count, nil
+if own then
+  p = redis.call('XPENDING', B.stream, B.group, ARGV[10], '+', scan, B.consumer)
+else
+  scan = 10 * B.count
+  p = redis.call('XPENDING', B.stream, B.group, ARGV[10], '+', scan)
+end
+local out, deleted, taken, used, seen, nextc = {}, {}, 0, 0, 0, '0-0'
+for i, e in ipairs(p) do
+  local id, n = e[1], e[4] + 1
+  if taken >= B.count or seen >= B.budget then nextc = id break end
+  if e[3] >= idle then
+    taken = taken + 1
+    local m = redis.call('XRANGE', B.stream, id, id)[1]
+    if not m then
+      redis.call('XACK', B.stream, B.group, id)
+      table.insert(deleted, id)
+    else
+      local s = entrysize(m[2])
+      if s > B.max then
+        seen = seen + s
+        bury(id, m[2], s, n)
+      elseif used + s > B.budget then
+        nextc = id
+        break
+      else
+        seen, used = seen + s, used + s
+        redis.call('XCLAIM', B.stream, B.group, B.consumer, idle, id, 'RETRYCOUNT', n, 'JUSTID')
+        table.insert(out, {id, m[2], n})
+      end
+    end
+  end
+  if i == #p and #p == scan then nextc = '(' .. id end
+end
+for _, id in ipairs(deleted) do
+  redis.call('XADD', B.dlq, '*', 'original_id', id, 'event', '{}', 'reason', 'entry deleted from the stream while pending',
+    'failed_at', B.at)
+end
+if #deleted > 0 and B.dlqmax > 0 then B.trimmed = B.trimmed + redis.call('XTRIM', B.dlq, 'MAXLEN', B.dlqmax) end
+if #B.buried > 0 then collectgarbage('collect') end
+return {nextc, out, deleted, B.buried, B.trimmed}
 `)
 
 // refreshScript resets the idle time of the entries this consumer holds and still owns,

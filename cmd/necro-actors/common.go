@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -90,6 +91,49 @@ func (r *redisFlags) config(e *env) (necroredis.Config, error) {
 		return necroredis.Config{}, usageErr("no Redis URL: give --redis URL, --redis-url-file FILE or set NECRO_REDIS_URL")
 	}
 	return necroredis.Config{URL: url, Stream: r.stream, Group: r.group, Consumer: r.consumer}, nil
+}
+
+// defaultDeadLetterMaxLen bounds the dead-letter stream of the commands that serve a
+// stream. A dead letter is the last copy of an event, so the bound is generous: a day of
+// one failure a second (86,400) fits, and at the usual size of a dead letter (1 KiB or
+// less) it is about 100 MiB of Redis memory; a poison entry's dead letter keeps at most
+// 8 KiB of its text, so a flood of poison stays under 1 GiB instead of growing until
+// Redis refuses every write. Each dead letter dropped is counted and logged.
+const defaultDeadLetterMaxLen = 100_000
+
+// deadLetterBound is the --dead-letter-max-len flag of the commands that serve a stream.
+type deadLetterBound struct {
+	n   int
+	set bool // given on the command line
+}
+
+func (d *deadLetterBound) register(fs *flag.FlagSet) {
+	fs.Func("dead-letter-max-len", "keep at most `N` dead letters in the dead-letter stream, dropping the oldest (each drop counted and logged); "+
+		"0 keeps them all (default $NECRO_DEAD_LETTER_MAX_LEN, else 100000)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return errors.New("want a count, 0 or more (0 keeps them all)")
+		}
+		d.n, d.set = n, true
+		return nil
+	})
+}
+
+// value returns the bound: the flag's, else $NECRO_DEAD_LETTER_MAX_LEN's, else
+// defaultDeadLetterMaxLen. A variable that is not a count is a usage error.
+func (d *deadLetterBound) value(e *env) (int, error) {
+	if d.set {
+		return d.n, nil
+	}
+	v := strings.TrimSpace(e.getenv("NECRO_DEAD_LETTER_MAX_LEN"))
+	if v == "" {
+		return defaultDeadLetterMaxLen, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, usageErr("NECRO_DEAD_LETTER_MAX_LEN=%q: want a count of dead letters, 0 or more (0 keeps them all)", v)
+	}
+	return n, nil
 }
 
 // openTimeout bounds connecting to Redis, so that an unreachable server is an exit

@@ -146,11 +146,12 @@ type dlqLine struct {
 	Attempts  int    `json:"attempts"`
 	Reason    string `json:"reason"`
 	Error     string `json:"error"`
+	Size      int    `json:"size,omitempty"` // of a poison entry, whose text the dead letter keeps in part
 }
 
 func newDLQLine(d necroredis.DeadLetterEntry) dlqLine {
 	l := dlqLine{EntryID: d.ID, EventType: d.Event.Type(), EventID: d.Event.ID(), Organ: d.Organ,
-		Attempts: d.Attempts, Reason: d.Reason, Error: d.Fields["error"]}
+		Attempts: d.Attempts, Reason: d.Reason, Error: d.Fields["error"], Size: d.Size}
 	if !d.At.IsZero() {
 		l.FailedAt = d.At.Format("2006-01-02T15:04:05.000Z07:00")
 	}
@@ -261,6 +262,7 @@ type shownDeadLetter struct {
 	Event      *necro.Event    `json:"event,omitempty"` // the wire form: id, timestamp, event_type, payload
 	Meta       *necro.Metadata `json:"meta,omitempty"`
 	Stored     string          `json:"stored_event,omitempty"` // the stored text, when it does not decode
+	Size       int             `json:"size,omitempty"`         // of a poison entry, in bytes: stored_event is its first ones
 	ReplayTo   []string        `json:"replay_to,omitempty"`    // the organs a replay hands it to; empty: all
 }
 
@@ -289,7 +291,8 @@ func dlqShow(ctx context.Context, args []string, e *env) error {
 		return err
 	}
 	out := shownDeadLetter{EntryID: d.ID, FailedAt: d.Fields["failed_at"], Reason: d.Reason, Organ: d.Organ,
-		Attempts: d.Attempts, Error: d.Fields["error"], OriginalID: d.Fields["original_id"], Receipt: d.Fields["receipt"]}
+		Attempts: d.Attempts, Error: d.Fields["error"], OriginalID: d.Fields["original_id"], Receipt: d.Fields["receipt"],
+		Size: d.Size}
 	if d.Event.IsZero() {
 		out.Stored = d.Fields["event"]
 	} else {

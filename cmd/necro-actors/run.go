@@ -23,9 +23,11 @@ import (
 // when the run completed, 1 when it failed (a budget exceeded, a backend given up on)
 // or was stopped by a signal, 5 when a second signal stopped it at once.
 func cmdRun(ctx context.Context, args []string, e *env) error {
-	fs := newFlags(e, "run", "<app> [--redis URL] [--input FILE] [--seed N] [--no-random-failures] [--quiet] [--json] [-v]")
+	fs := newFlags(e, "run", "<app> [--redis URL] [--dead-letter-max-len N] [--input FILE] [--seed N] [--no-random-failures] [--quiet] [--json] [-v]")
 	var rf redisFlags
 	rf.register(fs)
+	var dlqMax deadLetterBound
+	dlqMax.register(fs)
 	input := fs.String("input", "", "read the app's input from this `file` instead of its bundled sample")
 	seed := fs.Int64("seed", 1, "seed of the random failures: the same seed repeats a run in memory")
 	noFailures := fs.Bool("no-random-failures", false, "turn off the app's random failures")
@@ -49,10 +51,16 @@ func cmdRun(ctx context.Context, args []string, e *env) error {
 	}
 	onRedis := rf.urlSet(e)
 	var rcfg necroredis.Config
-	if onRedis {
+	switch {
+	case onRedis:
 		if rcfg, err = rf.config(e); err != nil {
 			return err
 		}
+		if rcfg.DeadLetterMaxLen, err = dlqMax.value(e); err != nil {
+			return err
+		}
+	case dlqMax.set:
+		return usageErr("--dead-letter-max-len bounds the dead-letter stream of a run on Redis: give --redis URL too")
 	}
 
 	log := telemetry.NewJSONLogger(e.stderr, logLevel(*verbose))

@@ -136,6 +136,7 @@ func TestRunUsage(t *testing.T) {
 		{"two apps", []string{"run", "chain", "loop"}, "one app at a time"},
 		{"bad flag", []string{"run", "chain", "--frobnicate"}, "flag provided but not defined: -frobnicate"},
 		{"bad idle timeout", []string{"run", "chain", "--idle-timeout", "0s"}, "--idle-timeout must be positive"},
+		{"dead-letter bound in memory", []string{"run", "chain", "--dead-letter-max-len", "5"}, "--dead-letter-max-len bounds the dead-letter stream of a run on Redis"},
 		{"bad metrics address", []string{"run", "chain", "--metrics-addr", "127.0.0.1:http-ish"}, "--metrics-addr: "},
 		{"bad telemetry variable", []string{"run", "chain"}, `OTEL_TRACES_EXPORTER="zipkin"`},
 	}

@@ -16,9 +16,11 @@ import (
 // consumer group joined) and the Spine serves, "draining" at the first signal,
 // "stopped" at the end.
 func cmdWorker(ctx context.Context, args []string, e *env) error {
-	fs := newFlags(e, "worker", "<app> --redis URL [--consumer NAME] [--claim-after D] [--window N] [--unrouted ack|dead-letter] [--metrics-addr ADDR] [--drain-timeout D] [--ledger FILE] [--json] [-v]")
+	fs := newFlags(e, "worker", "<app> --redis URL [--consumer NAME] [--claim-after D] [--window N] [--unrouted ack|dead-letter] [--dead-letter-max-len N] [--metrics-addr ADDR] [--drain-timeout D] [--ledger FILE] [--json] [-v]")
 	var rf redisFlags
 	rf.register(fs)
+	var dlqMax deadLetterBound
+	dlqMax.register(fs)
 	window := fs.Int("window", 0, "deliveries pulled and not yet settled, at most (zero means the Spine's default, 4096)")
 	var unrouted unroutedFlag
 	fs.Var(&unrouted, "unrouted", "what becomes of an event no live worker of the group routes: `ack` (count and log it, as Python NecroStack does) or dead-letter; an event another live worker routes is always handed to it")
@@ -56,6 +58,9 @@ func cmdWorker(ctx context.Context, args []string, e *env) error {
 		return err
 	}
 	rcfg.ClaimAfter = *claimAfter
+	if rcfg.DeadLetterMaxLen, err = dlqMax.value(e); err != nil {
+		return err
+	}
 
 	log := telemetry.NewJSONLogger(e.stderr, logLevel(*verbose))
 	obs, err := startTelemetry(ctx, *metricsAddr)
