@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/necrostack/necro"
 	necroredis "github.com/necrostack/necro/backend/redis"
 	"github.com/necrostack/necro/internal/chaosapp"
@@ -64,16 +66,17 @@ type evidence struct {
 	byWorker map[string]int64
 }
 
-func gather(ctx context.Context, c *cluster) (evidence, error) {
+// gather reads the ledgers at these paths and asks the Redis of cfg about the rest.
+func gather(ctx context.Context, ledgers []string, cfg necroredis.Config) (evidence, error) {
 	var ev evidence
-	for _, path := range c.ledgers() {
+	for _, path := range ledgers {
 		lines, err := chaosapp.ReadLedger(path)
 		if err != nil {
 			return ev, fmt.Errorf("ledger %s: %w", path, err)
 		}
 		ev.lines = append(ev.lines, lines...)
 	}
-	admin, err := necroredis.OpenAdmin(ctx, c.redisConfig())
+	admin, err := necroredis.OpenAdmin(ctx, cfg)
 	if err != nil {
 		return ev, err
 	}
@@ -90,9 +93,15 @@ func gather(ctx context.Context, c *cluster) (evidence, error) {
 	ev.byWorker = make(map[string]int64)
 	for _, g := range in.Groups {
 		ev.pending += g.Pending
-		if g.Lag > 0 {
-			ev.lag += g.Lag
+		unread := g.Lag
+		if unread < 0 {
+			// Redis cannot tell the lag once entries were deleted after the group's
+			// position (7.0); what the stream holds after that position is exact.
+			if unread, err = countAfter(ctx, cfg, g.LastDeliveredID); err != nil {
+				return ev, err
+			}
 		}
+		ev.lag += unread
 		for _, cons := range g.Consumers {
 			ev.byWorker[cons.Name] += cons.Pending
 		}
@@ -101,6 +110,29 @@ func gather(ctx context.Context, c *cluster) (evidence, error) {
 		ev.lag = in.Length // no group has read anything
 	}
 	return ev, nil
+}
+
+// countAfter counts the entries of cfg's stream after the id after: those a group
+// whose last-delivered id it is has not read.
+func countAfter(ctx context.Context, cfg necroredis.Config, after string) (int64, error) {
+	opts, err := goredis.ParseURL(cfg.URL)
+	if err != nil {
+		return 0, fmt.Errorf("count unread entries: %w", err)
+	}
+	rdb := goredis.NewClient(opts)
+	defer rdb.Close()
+	var n int64
+	for {
+		page, err := rdb.XRangeN(ctx, cfg.Stream, "("+after, "+", 1000).Result()
+		if err != nil {
+			return 0, fmt.Errorf("count unread entries: XRANGE %s after %s: %w", cfg.Stream, after, err)
+		}
+		n += int64(len(page))
+		if len(page) < 1000 {
+			return n, nil
+		}
+		after = page[len(page)-1].ID
+	}
 }
 
 // A verdict is a scenario's figures: what the checks counted.

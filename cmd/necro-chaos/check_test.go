@@ -1,13 +1,16 @@
 package main
 
 import (
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/necrostack/necro"
 	"github.com/necrostack/necro/backend"
 	necroredis "github.com/necrostack/necro/backend/redis"
 	"github.com/necrostack/necro/internal/chaosapp"
+	"github.com/necrostack/necro/internal/redistest"
 )
 
 // TestJudgeCountsEachKindOfMiss gives judge evidence with one of each thing it counts
@@ -72,4 +75,77 @@ func mustRoot(t *testing.T, d chaosapp.Directive) necro.Event {
 		t.Fatal(err)
 	}
 	return ev
+}
+
+// TestGatherCountsUnreadWhenRedisCannotTellTheLag leaves the group a lag Redis cannot
+// tell (an entry deleted after the group's last-delivered id) and checks that gather
+// counts the entries still unread, and only those.
+func TestGatherCountsUnreadWhenRedisCannotTellTheLag(t *testing.T) {
+	cases := []struct {
+		name      string
+		groupAt   string   // the group's last-delivered id
+		deleted   []string // entries deleted after the group was made
+		want      int64
+		wantFinal bool // judge says the run is complete
+	}{
+		{"two unread", "2-0", []string{"4-0"}, 2, false},        // 3-0 and 5-0 are unread
+		{"none unread", "3-0", []string{"4-0", "5-0"}, 0, true}, // the newest left is 3-0
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, redistest.Config{})
+			cfg := necroredis.Config{URL: srv.URL(), Stream: "chaos:events", Group: "chaos"}
+			do := func(args ...string) {
+				t.Helper()
+				if reply, err := srv.Do(args...); err != nil || strings.HasPrefix(reply, "ERR:") {
+					t.Fatalf("%q: %q, %v", args, reply, err)
+				}
+			}
+			for i := 1; i <= 5; i++ {
+				do("XADD", cfg.Stream, fmt.Sprintf("%d-0", i), "data", "x")
+			}
+			do("XGROUP", "CREATE", cfg.Stream, cfg.Group, tc.groupAt)
+			do(append([]string{"XDEL", cfg.Stream}, tc.deleted...)...)
+			if lag := groupLag(t, cfg); lag != -1 {
+				t.Fatalf("Redis tells the lag (%d); the case needs one it cannot tell", lag)
+			}
+
+			ev, err := gather(t.Context(), nil, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.lag != tc.want {
+				t.Errorf("gather counts %d unread, want %d", ev.lag, tc.want)
+			}
+			x, err := expect(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := judge(x, ev, nil)
+			if v.complete() != tc.wantFinal {
+				t.Errorf("complete = %v with %d unread, want %v", v.complete(), tc.want, tc.wantFinal)
+			}
+			if !tc.wantFinal && len(v.problems(false)) == 0 {
+				t.Errorf("%d entries unread, and no problem reported", tc.want)
+			}
+		})
+	}
+}
+
+// groupLag returns the lag Redis reports for cfg's group.
+func groupLag(t *testing.T, cfg necroredis.Config) int64 {
+	t.Helper()
+	admin, err := necroredis.OpenAdmin(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	in, err := admin.Inspect(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(in.Groups) != 1 {
+		t.Fatalf("%d groups, want 1", len(in.Groups))
+	}
+	return in.Groups[0].Lag
 }

@@ -141,7 +141,7 @@ func (p plan) execute(ctx context.Context, o options, name string, res *result) 
 	}
 	res.DrainExits = c.stopAll(p.cluster.DrainTimeout + 10*time.Second)
 	res.DrainSeconds = time.Since(drainStart).Seconds()
-	ev, err := gather(ctx, c)
+	ev, err := gather(ctx, c.ledgers(), c.redisConfig())
 	if err != nil {
 		return err
 	}
@@ -191,7 +191,7 @@ func (r *scenarioRun) drain(ctx context.Context, x expectation, timeout time.Dur
 		if err := r.c.ensureRunning(); err != nil {
 			r.logf("drain: start the workers that are down: %v", err)
 		}
-		ev, err := gather(ctx, r.c)
+		ev, err := gather(ctx, r.c.ledgers(), r.c.redisConfig())
 		if err == nil {
 			last = judge(x, ev, r.poison)
 			if last.complete() {
