@@ -146,19 +146,23 @@ type verdict struct {
 	DeadLettered int   `json:"dead_lettered"`  // dead letters of the pairs the directives doom
 	DeadWanted   int   `json:"dead_wanted"`    // pairs the directives doom
 	Poison       int   `json:"poison_dead"`    // dead letters of poison entries
+	PoisonCount  int   `json:"poison_written"` // poison entries written
+	PoisonMissed int   `json:"poison_missed"`  // poison entries with no dead letter
+	PoisonExtra  int   `json:"poison_extra"`   // dead letters of poison entries beyond the first
 	Pending      int64 `json:"pending_left"`   // entries still pending in the group after the drain
 	Lag          int64 `json:"lag_left"`       // entries never read
 	Delayed      int64 `json:"delayed_left"`   // retries never due
 
 	LostSample       []string `json:"lost_sample,omitempty"`
 	UnexpectedSample []string `json:"unexpected_sample,omitempty"`
+	PoisonSample     []string `json:"poison_sample,omitempty"`
 }
 
 // judge compares the evidence with the expectation. poison holds the stream ids of
-// the poison entries the scenario wrote; their dead letters are expected too.
+// the poison entries the scenario wrote; each must have exactly one dead letter.
 func judge(x expectation, ev evidence, poison map[string]bool) verdict {
 	v := verdict{Roots: x.roots, Expected: len(x.want), DeadWanted: x.dead, Handled: len(ev.lines),
-		Pending: ev.pending, Lag: ev.lag, Delayed: ev.delayed}
+		Pending: ev.pending, Lag: ev.lag, Delayed: ev.delayed, PoisonCount: len(poison)}
 	okCount := make(map[pair]int)
 	for _, l := range ev.lines {
 		k := pair{l.ID, l.Organ}
@@ -173,9 +177,11 @@ func judge(x expectation, ev evidence, poison map[string]bool) verdict {
 		}
 	}
 	deadCount := make(map[pair]int)
+	poisonDead := make(map[string]int)
 	for _, d := range ev.dead {
-		if poison[d.Receipt] || poison[d.Fields["original_id"]] {
+		if id := originalID(d); poison[id] {
 			v.Poison++
+			poisonDead[id]++
 			continue
 		}
 		if d.Event.IsZero() {
@@ -210,8 +216,34 @@ func judge(x expectation, ev evidence, poison map[string]bool) verdict {
 			v.DeadLettered++
 		}
 	}
+	for id := range poison {
+		switch n := poisonDead[id]; {
+		case n == 0:
+			v.PoisonMissed++
+			v.poisonSample(fmt.Sprintf("poison entry %s has no dead letter", id))
+		case n > 1:
+			v.PoisonExtra += n - 1
+			v.poisonSample(fmt.Sprintf("poison entry %s has %d dead letters", id, n))
+		}
+	}
 	slices.Sort(v.LostSample)
+	slices.Sort(v.PoisonSample)
 	return v
+}
+
+// originalID returns the stream id of the entry d is the dead letter of.
+func originalID(d necroredis.DeadLetterEntry) string {
+	if id := d.Fields["original_id"]; id != "" {
+		return id
+	}
+	id, _, _ := strings.Cut(d.Receipt, "#") // a receipt is <entry id>#<deliveries>
+	return id
+}
+
+func (v *verdict) poisonSample(what string) {
+	if len(v.PoisonSample) < 5 {
+		v.PoisonSample = append(v.PoisonSample, what)
+	}
 }
 
 func (v *verdict) unexpected(what string) {
@@ -221,10 +253,10 @@ func (v *verdict) unexpected(what string) {
 	}
 }
 
-// complete reports whether the run has nothing left to do: every pair settled and the
-// group empty.
+// complete reports whether the run has nothing left to do: every pair settled, every
+// poison entry dead-lettered and the group empty.
 func (v verdict) complete() bool {
-	return v.Lost == 0 && v.Pending == 0 && v.Lag == 0 && v.Delayed == 0
+	return v.Lost == 0 && v.PoisonMissed == 0 && v.Pending == 0 && v.Lag == 0 && v.Delayed == 0
 }
 
 // problems lists the checks v fails; lossAllowed leaves lost and missing dead letters to
@@ -239,6 +271,10 @@ func (v verdict) problems(lossAllowed bool) []string {
 	}
 	if v.DeadLettered != v.DeadWanted && !lossAllowed {
 		out = append(out, fmt.Sprintf("dead-lettered %d, the directives demand %d", v.DeadLettered, v.DeadWanted))
+	}
+	if v.PoisonMissed > 0 && !lossAllowed || v.PoisonExtra > 0 {
+		out = append(out, fmt.Sprintf("poison entries: %d written, %d with no dead letter, %d dead letters too many (e.g. %s)",
+			v.PoisonCount, v.PoisonMissed, v.PoisonExtra, strings.Join(v.PoisonSample, "; ")))
 	}
 	if v.Pending != 0 || v.Lag != 0 || v.Delayed != 0 {
 		out = append(out, fmt.Sprintf("left in Redis: %d pending, %d unread, %d delayed retries", v.Pending, v.Lag, v.Delayed))

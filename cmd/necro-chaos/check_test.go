@@ -51,9 +51,9 @@ func TestJudgeCountsEachKindOfMiss(t *testing.T) {
 	}
 	v := judge(x, ev, map[string]bool{"99-0": true})
 	want := verdict{Roots: 3, Expected: 6, Handled: 7, Lost: 1, Unexpected: 3, Duplicated: 1, DeadLettered: 1, DeadWanted: 1,
-		Poison: 1, Pending: 2}
+		Poison: 1, PoisonCount: 1, Pending: 2}
 	got := v
-	got.LostSample, got.UnexpectedSample = nil, nil
+	got.LostSample, got.UnexpectedSample, got.PoisonSample = nil, nil, nil
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("verdict\n got %+v\nwant %+v", got, want)
 	}
@@ -75,6 +75,37 @@ func mustRoot(t *testing.T, d chaosapp.Directive) necro.Event {
 		t.Fatal(err)
 	}
 	return ev
+}
+
+// TestJudgePoisonEntryByEntry writes two poison entries and gives judge two dead
+// letters of the first and none of the second: the counts agree, the entries do not,
+// and the verdict must fail.
+func TestJudgePoisonEntryByEntry(t *testing.T) {
+	x, err := expect(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poisonDL := func(dlID, original string) necroredis.DeadLetterEntry {
+		return necroredis.DeadLetterEntry{ID: dlID, DeadLetter: backend.DeadLetter{Receipt: original + "#1"},
+			Fields: map[string]string{"original_id": original, "event": "[1, 2, 3]"}}
+	}
+	written := map[string]bool{"10-0": true, "11-0": true}
+	ev := evidence{dead: []necroredis.DeadLetterEntry{poisonDL("1-0", "10-0"), poisonDL("2-0", "10-0")}}
+	v := judge(x, ev, written)
+	if v.complete() && len(v.problems(false)) == 0 {
+		t.Errorf("two dead letters of poison entry 10-0 and none of 11-0 pass: %+v", v)
+	}
+	if v.Poison != 2 || v.PoisonMissed != 1 || v.PoisonExtra != 1 {
+		t.Errorf("poison: %d dead letters, %d entries missed, %d extra; want 2, 1, 1", v.Poison, v.PoisonMissed, v.PoisonExtra)
+	}
+	if len(v.problems(true)) == 0 {
+		t.Error("a poison entry dead-lettered twice passes where loss is allowed")
+	}
+
+	ev.dead = []necroredis.DeadLetterEntry{poisonDL("1-0", "10-0"), poisonDL("2-0", "11-0")}
+	if p := judge(x, ev, written).problems(false); len(p) != 0 {
+		t.Errorf("one dead letter of each poison entry: problems %q, want none", p)
+	}
 }
 
 // TestGatherCountsUnreadWhenRedisCannotTellTheLag leaves the group a lag Redis cannot
