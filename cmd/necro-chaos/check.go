@@ -281,3 +281,23 @@ func (v verdict) problems(lossAllowed bool) []string {
 	}
 	return out
 }
+
+// stopProblems judges how the workers ended when the drain stopped them: each must have
+// been running, and must have exited 0 at the SIGTERM. A worker that was down then, or
+// died of a signal the harness did not send, is told apart from one that drained badly.
+func stopProblems(exits []exitRecord) []string {
+	var out []string
+	for _, e := range exits {
+		switch {
+		case e.Down:
+			out = append(out, fmt.Sprintf("worker %s had no process when the drain stopped the workers (%s)", e.Worker, e))
+		case e.Signal != "" && !e.ByUs:
+			out = append(out, fmt.Sprintf("worker %s died while it drained at SIGTERM, of a signal the harness did not send: %s", e.Worker, e))
+		case !e.Term:
+			out = append(out, fmt.Sprintf("worker %s ended without the drain's SIGTERM: %s", e.Worker, e))
+		case e.Code != 0:
+			out = append(out, fmt.Sprintf("worker %s did not drain cleanly at SIGTERM: %s", e.Worker, e))
+		}
+	}
+	return out
+}

@@ -180,3 +180,34 @@ func groupLag(t *testing.T, cfg necroredis.Config) int64 {
 	}
 	return in.Groups[0].Lag
 }
+
+// TestStopProblemsTellsEachEndApart feeds the check of the drain's stop one end of each
+// kind: only a worker that got the SIGTERM and exited 0 passes, and a kill that lands
+// during the drain is named as such, not as a bad drain.
+func TestStopProblemsTellsEachEndApart(t *testing.T) {
+	cases := []struct {
+		name string
+		end  exitRecord
+		want string // in the one problem; "" for none
+	}{
+		{"drained", exitRecord{Worker: "w1", Code: 0, Term: true}, ""},
+		{"exit 5 at SIGTERM", exitRecord{Worker: "w1", Code: 5, Term: true}, "did not drain cleanly at SIGTERM: w1: exit 5"},
+		{"still running, killed", exitRecord{Worker: "w1", Code: -1, Signal: "killed (still running 30s after SIGTERM)", ByUs: true, Term: true},
+			"did not drain cleanly"},
+		{"killed during the drain", exitRecord{Worker: "w2", Code: -1, Signal: "killed", Term: true},
+			"died while it drained at SIGTERM, of a signal the harness did not send: w2: killed"},
+		{"down at the stop", exitRecord{Worker: "w3", Code: -1, Signal: "killed", ByUs: true, Down: true},
+			"w3 had no process when the drain stopped the workers (w3: down, its last process ended by killed)"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := stopProblems([]exitRecord{tc.end})
+			switch {
+			case tc.want == "" && len(got) != 0:
+				t.Errorf("problems %q, want none", got)
+			case tc.want != "" && (len(got) != 1 || !strings.Contains(got[0], tc.want)):
+				t.Errorf("problems %q, want one containing %q", got, tc.want)
+			}
+		})
+	}
+}
