@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/necrostack/necro"
 	necroredis "github.com/necrostack/necro/backend/redis"
 	"github.com/necrostack/necro/internal/chaosapp"
@@ -64,16 +66,17 @@ type evidence struct {
 	byWorker map[string]int64
 }
 
-func gather(ctx context.Context, c *cluster) (evidence, error) {
+// gather reads the ledgers at these paths and asks the Redis of cfg about the rest.
+func gather(ctx context.Context, ledgers []string, cfg necroredis.Config) (evidence, error) {
 	var ev evidence
-	for _, path := range c.ledgers() {
+	for _, path := range ledgers {
 		lines, err := chaosapp.ReadLedger(path)
 		if err != nil {
 			return ev, fmt.Errorf("ledger %s: %w", path, err)
 		}
 		ev.lines = append(ev.lines, lines...)
 	}
-	admin, err := necroredis.OpenAdmin(ctx, c.redisConfig())
+	admin, err := necroredis.OpenAdmin(ctx, cfg)
 	if err != nil {
 		return ev, err
 	}
@@ -90,9 +93,15 @@ func gather(ctx context.Context, c *cluster) (evidence, error) {
 	ev.byWorker = make(map[string]int64)
 	for _, g := range in.Groups {
 		ev.pending += g.Pending
-		if g.Lag > 0 {
-			ev.lag += g.Lag
+		unread := g.Lag
+		if unread < 0 {
+			// Redis cannot tell the lag once entries were deleted after the group's
+			// position (7.0); what the stream holds after that position is exact.
+			if unread, err = countAfter(ctx, cfg, g.LastDeliveredID); err != nil {
+				return ev, err
+			}
 		}
+		ev.lag += unread
 		for _, cons := range g.Consumers {
 			ev.byWorker[cons.Name] += cons.Pending
 		}
@@ -101,6 +110,29 @@ func gather(ctx context.Context, c *cluster) (evidence, error) {
 		ev.lag = in.Length // no group has read anything
 	}
 	return ev, nil
+}
+
+// countAfter counts the entries of cfg's stream after the id after: those a group
+// whose last-delivered id it is has not read.
+func countAfter(ctx context.Context, cfg necroredis.Config, after string) (int64, error) {
+	opts, err := goredis.ParseURL(cfg.URL)
+	if err != nil {
+		return 0, fmt.Errorf("count unread entries: %w", err)
+	}
+	rdb := goredis.NewClient(opts)
+	defer rdb.Close()
+	var n int64
+	for {
+		page, err := rdb.XRangeN(ctx, cfg.Stream, "("+after, "+", 1000).Result()
+		if err != nil {
+			return 0, fmt.Errorf("count unread entries: XRANGE %s after %s: %w", cfg.Stream, after, err)
+		}
+		n += int64(len(page))
+		if len(page) < 1000 {
+			return n, nil
+		}
+		after = page[len(page)-1].ID
+	}
 }
 
 // A verdict is a scenario's figures: what the checks counted.
@@ -114,19 +146,23 @@ type verdict struct {
 	DeadLettered int   `json:"dead_lettered"`  // dead letters of the pairs the directives doom
 	DeadWanted   int   `json:"dead_wanted"`    // pairs the directives doom
 	Poison       int   `json:"poison_dead"`    // dead letters of poison entries
+	PoisonCount  int   `json:"poison_written"` // poison entries written
+	PoisonMissed int   `json:"poison_missed"`  // poison entries with no dead letter
+	PoisonExtra  int   `json:"poison_extra"`   // dead letters of poison entries beyond the first
 	Pending      int64 `json:"pending_left"`   // entries still pending in the group after the drain
 	Lag          int64 `json:"lag_left"`       // entries never read
 	Delayed      int64 `json:"delayed_left"`   // retries never due
 
 	LostSample       []string `json:"lost_sample,omitempty"`
 	UnexpectedSample []string `json:"unexpected_sample,omitempty"`
+	PoisonSample     []string `json:"poison_sample,omitempty"`
 }
 
 // judge compares the evidence with the expectation. poison holds the stream ids of
-// the poison entries the scenario wrote; their dead letters are expected too.
+// the poison entries the scenario wrote; each must have exactly one dead letter.
 func judge(x expectation, ev evidence, poison map[string]bool) verdict {
 	v := verdict{Roots: x.roots, Expected: len(x.want), DeadWanted: x.dead, Handled: len(ev.lines),
-		Pending: ev.pending, Lag: ev.lag, Delayed: ev.delayed}
+		Pending: ev.pending, Lag: ev.lag, Delayed: ev.delayed, PoisonCount: len(poison)}
 	okCount := make(map[pair]int)
 	for _, l := range ev.lines {
 		k := pair{l.ID, l.Organ}
@@ -141,9 +177,11 @@ func judge(x expectation, ev evidence, poison map[string]bool) verdict {
 		}
 	}
 	deadCount := make(map[pair]int)
+	poisonDead := make(map[string]int)
 	for _, d := range ev.dead {
-		if poison[d.Receipt] || poison[d.Fields["original_id"]] {
+		if id := originalID(d); poison[id] {
 			v.Poison++
+			poisonDead[id]++
 			continue
 		}
 		if d.Event.IsZero() {
@@ -178,8 +216,34 @@ func judge(x expectation, ev evidence, poison map[string]bool) verdict {
 			v.DeadLettered++
 		}
 	}
+	for id := range poison {
+		switch n := poisonDead[id]; {
+		case n == 0:
+			v.PoisonMissed++
+			v.poisonSample(fmt.Sprintf("poison entry %s has no dead letter", id))
+		case n > 1:
+			v.PoisonExtra += n - 1
+			v.poisonSample(fmt.Sprintf("poison entry %s has %d dead letters", id, n))
+		}
+	}
 	slices.Sort(v.LostSample)
+	slices.Sort(v.PoisonSample)
 	return v
+}
+
+// originalID returns the stream id of the entry d is the dead letter of.
+func originalID(d necroredis.DeadLetterEntry) string {
+	if id := d.Fields["original_id"]; id != "" {
+		return id
+	}
+	id, _, _ := strings.Cut(d.Receipt, "#") // a receipt is <entry id>#<deliveries>
+	return id
+}
+
+func (v *verdict) poisonSample(what string) {
+	if len(v.PoisonSample) < 5 {
+		v.PoisonSample = append(v.PoisonSample, what)
+	}
 }
 
 func (v *verdict) unexpected(what string) {
@@ -189,10 +253,10 @@ func (v *verdict) unexpected(what string) {
 	}
 }
 
-// complete reports whether the run has nothing left to do: every pair settled and the
-// group empty.
+// complete reports whether the run has nothing left to do: every pair settled, every
+// poison entry dead-lettered and the group empty.
 func (v verdict) complete() bool {
-	return v.Lost == 0 && v.Pending == 0 && v.Lag == 0 && v.Delayed == 0
+	return v.Lost == 0 && v.PoisonMissed == 0 && v.Pending == 0 && v.Lag == 0 && v.Delayed == 0
 }
 
 // problems lists the checks v fails; lossAllowed leaves lost and missing dead letters to
@@ -208,8 +272,32 @@ func (v verdict) problems(lossAllowed bool) []string {
 	if v.DeadLettered != v.DeadWanted && !lossAllowed {
 		out = append(out, fmt.Sprintf("dead-lettered %d, the directives demand %d", v.DeadLettered, v.DeadWanted))
 	}
+	if v.PoisonMissed > 0 && !lossAllowed || v.PoisonExtra > 0 {
+		out = append(out, fmt.Sprintf("poison entries: %d written, %d with no dead letter, %d dead letters too many (e.g. %s)",
+			v.PoisonCount, v.PoisonMissed, v.PoisonExtra, strings.Join(v.PoisonSample, "; ")))
+	}
 	if v.Pending != 0 || v.Lag != 0 || v.Delayed != 0 {
 		out = append(out, fmt.Sprintf("left in Redis: %d pending, %d unread, %d delayed retries", v.Pending, v.Lag, v.Delayed))
+	}
+	return out
+}
+
+// stopProblems judges how the workers ended when the drain stopped them: each must have
+// been running, and must have exited 0 at the SIGTERM. A worker that was down then, or
+// died of a signal the harness did not send, is told apart from one that drained badly.
+func stopProblems(exits []exitRecord) []string {
+	var out []string
+	for _, e := range exits {
+		switch {
+		case e.Down:
+			out = append(out, fmt.Sprintf("worker %s had no process when the drain stopped the workers (%s)", e.Worker, e))
+		case e.Signal != "" && !e.ByUs:
+			out = append(out, fmt.Sprintf("worker %s died while it drained at SIGTERM, of a signal the harness did not send: %s", e.Worker, e))
+		case !e.Term:
+			out = append(out, fmt.Sprintf("worker %s ended without the drain's SIGTERM: %s", e.Worker, e))
+		case e.Code != 0:
+			out = append(out, fmt.Sprintf("worker %s did not drain cleanly at SIGTERM: %s", e.Worker, e))
+		}
 	}
 	return out
 }

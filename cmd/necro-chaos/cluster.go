@@ -141,14 +141,24 @@ func (c *cluster) ensureRunning() error {
 }
 
 // stopAll sends SIGTERM to every worker and waits for them to exit; it returns how each
-// ended.
+// ended. A slot with no process to stop is reported down, with its last process's end.
 func (c *cluster) stopAll(timeout time.Duration) []exitRecord {
 	c.setAutoRestart(false)
 	var out []exitRecord
-	for _, w := range c.workers {
-		w.signal(syscall.SIGTERM)
+	gone := make([]<-chan struct{}, len(c.workers))
+	for i, w := range c.workers {
+		gone[i] = w.signal(syscall.SIGTERM)
 	}
-	for _, w := range c.workers {
+	for i, w := range c.workers {
+		if gone[i] == nil {
+			rec := exitRecord{Worker: w.name, Code: -1}
+			if h := w.history(); len(h) > 0 {
+				rec = h[len(h)-1]
+			}
+			rec.Down = true
+			out = append(out, rec)
+			continue
+		}
 		out = append(out, w.wait(timeout))
 	}
 	return out
@@ -185,13 +195,21 @@ type exitRecord struct {
 	Signal string `json:"signal,omitempty"` // the signal that ended it
 	ByUs   bool   `json:"by_harness"`       // the harness sent that signal
 	Ready  bool   `json:"ready"`            // it had printed its ready line
+	Term   bool   `json:"sigterm"`          // the harness had sent it SIGTERM
+	// Down marks a slot that had no process when the harness came to stop it; the
+	// rest of the record is how its last process ended.
+	Down bool `json:"down,omitempty"`
 }
 
 func (e exitRecord) String() string {
+	end := fmt.Sprintf("exit %d", e.Code)
 	if e.Signal != "" {
-		return fmt.Sprintf("%s: %s", e.Worker, e.Signal)
+		end = e.Signal
 	}
-	return fmt.Sprintf("%s: exit %d", e.Worker, e.Code)
+	if e.Down {
+		return fmt.Sprintf("%s: down, its last process ended by %s", e.Worker, end)
+	}
+	return fmt.Sprintf("%s: %s", e.Worker, end)
 }
 
 // errRunning reports a start of a slot whose process runs already: the supervisor and
@@ -210,7 +228,7 @@ type worker struct {
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when the current process has exited
 	ready   bool
-	sent    syscall.Signal // the last signal the harness sent to the current process
+	sent    []syscall.Signal // the signals the harness sent to the current process
 	exits   []exitRecord
 	starts  int
 	held    bool            // the supervisor leaves this slot down when its process ends
@@ -252,7 +270,7 @@ func (w *worker) start(env []string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start worker %s: %w", w.name, err)
 	}
-	w.cmd, w.ready, w.sent = cmd, false, 0
+	w.cmd, w.ready, w.sent = cmd, false, nil
 	w.done = make(chan struct{})
 	w.stopped = make(chan exitRecord, 1)
 	w.starts++
@@ -286,10 +304,11 @@ func (w *worker) watch(cmd *exec.Cmd, out io.Reader, done chan struct{}, stopped
 		_ = stdout.Close()
 	}
 	w.mu.Lock()
-	rec := exitRecord{Worker: w.name, Code: cmd.ProcessState.ExitCode(), Ready: w.ready}
+	rec := exitRecord{Worker: w.name, Code: cmd.ProcessState.ExitCode(), Ready: w.ready,
+		Term: slices.Contains(w.sent, syscall.SIGTERM)}
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		rec.Signal = ws.Signal().String()
-		rec.ByUs = ws.Signal() == w.sent
+		rec.ByUs = slices.Contains(w.sent, ws.Signal())
 	}
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
@@ -335,15 +354,16 @@ func (w *worker) isReady() bool {
 	return w.cmd != nil && w.ready
 }
 
-// signal sends sig to the current process, if there is one; it reports whether it did.
-func (w *worker) signal(sig syscall.Signal) bool {
+// signal sends sig to the current process, if there is one. It returns a channel
+// closed once that process has ended and been recorded, or nil when it sent nothing.
+func (w *worker) signal(sig syscall.Signal) <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.cmd == nil {
-		return false
+	if w.cmd == nil || w.cmd.Process.Signal(sig) != nil {
+		return nil
 	}
-	w.sent = sig
-	return w.cmd.Process.Signal(sig) == nil
+	w.sent = append(w.sent, sig)
+	return w.done
 }
 
 // wait waits for the current process to end, up to timeout, and returns how it ended;
