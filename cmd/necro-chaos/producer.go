@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/necrostack/necro"
+	"github.com/necrostack/necro/backend"
 	necroredis "github.com/necrostack/necro/backend/redis"
 	"github.com/necrostack/necro/internal/chaosapp"
 )
@@ -62,7 +64,10 @@ func roots(rng *rand.Rand, m mix, first, n int) ([]necro.Event, error) {
 }
 
 // send enqueues one batch, trying again every 100ms until Redis acknowledges it or ctx
-// ends; only an acknowledged batch counts as sent.
+// ends; only acknowledged roots count as sent. When a large batch went in only in part,
+// the part Redis acknowledged counts and the rest is sent again; a part whose fate Redis
+// could not tell (EnqueueError.Unknown) is sent again too, since a root sent twice is
+// handled twice, which the checks allow, and a root never sent is lost.
 func (p *producer) send(ctx context.Context, batch []necro.Event) error {
 	for tries := 0; ; tries++ {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -79,6 +84,11 @@ func (p *producer) send(ctx context.Context, batch []necro.Event) error {
 		}
 		p.mu.Lock()
 		p.failures++
+		var partial *backend.EnqueueError
+		if errors.As(err, &partial) && partial.Enqueued > 0 {
+			p.acked = append(p.acked, batch[:partial.Enqueued]...)
+			batch = batch[partial.Enqueued:]
+		}
 		p.mu.Unlock()
 		select {
 		case <-ctx.Done():
