@@ -105,7 +105,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	b.rdb.AddHook(b.conn)
 	if err := b.rdb.Ping(ctx).Err(); err != nil {
 		_ = b.rdb.Close()
-		return nil, fmt.Errorf("redis: connect to %s: %w", MaskURL(cfg.URL), scrub(err, cfg.URL))
+		return nil, connectError(cfg, opt, err)
 	}
 	if err := b.ensureGroup(ctx); err != nil {
 		_ = b.rdb.Close()
