@@ -280,6 +280,9 @@ func (c Config) options() (*goredis.Options, error) {
 		}
 		opt.TLSConfig = t
 	}
+	if opt.TLSConfig != nil {
+		opt.Dialer = tlsDialer(opt.TLSConfig)
+	}
 	opt.PoolSize = c.PoolSize
 	opt.DialerRetries = 2 // a refused password or certificate does not get better in 500ms
 	return opt, nil
