@@ -61,7 +61,7 @@ func OpenAdmin(ctx context.Context, cfg Config) (*Admin, error) {
 		keys: []string{cfg.Stream, cfg.DeadLetterStream, cfg.Stream + ":delayed"}}
 	if err := a.rdb.Ping(ctx).Err(); err != nil {
 		_ = a.rdb.Close() // the ping's failure is the one to report
-		return nil, fmt.Errorf("redis: connect to %s: %w", MaskURL(cfg.URL), scrub(err, cfg.URL))
+		return nil, connectError(cfg, opt, err)
 	}
 	return a, nil
 }

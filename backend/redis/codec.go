@@ -327,11 +327,11 @@ func isNetwork(err error) bool {
 
 func isOOM(err error) bool { return strings.HasPrefix(err.Error(), "OOM") }
 
-// scrub removes the URL's password from an error's text.
+// scrub removes the URL's passwords from an error's text.
 func scrub(err error, url string) error {
-	p := password(url)
-	if p == "" || !strings.Contains(err.Error(), p) {
-		return err
+	msg := err.Error()
+	if masked := maskSecrets(msg, url); masked != msg {
+		return errors.New(masked)
 	}
-	return errors.New(strings.ReplaceAll(err.Error(), p, "xxxxx"))
+	return err
 }

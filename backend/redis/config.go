@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -229,13 +231,21 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 // options turns the config's URL into go-redis options. Errors carry the URL with its
-// password masked, never the password.
+// passwords masked, never a password. A URL that names no host, a port out of range or
+// a negative database is refused here: go-redis would connect to localhost:6379, or to
+// database 0, instead.
 func (c Config) options() (*goredis.Options, error) {
 	masked := MaskURL(c.URL)
-	if !strings.HasPrefix(c.URL, "redis://") && !strings.HasPrefix(c.URL, "rediss://") {
+	switch {
+	case strings.TrimSpace(c.URL) == "":
+		return nil, fmt.Errorf("%w: URL is blank", ErrInvalidConfig)
+	case strings.TrimSpace(c.URL) != c.URL:
+		return nil, fmt.Errorf("%w: URL %q has leading or trailing space", ErrInvalidConfig, masked)
+	case !strings.HasPrefix(c.URL, "redis://") && !strings.HasPrefix(c.URL, "rediss://"):
 		return nil, fmt.Errorf("%w: URL %q: the scheme must be redis:// or rediss://", ErrInvalidConfig, masked)
 	}
-	if _, err := url.Parse(c.URL); err != nil {
+	u, err := url.Parse(c.URL)
+	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // url.Error repeats the whole URL, password included
@@ -244,15 +254,21 @@ func (c Config) options() (*goredis.Options, error) {
 		if errors.As(err, &ee) {
 			err = errors.New("invalid %-escape (write a % in a password as %25)") // ee quotes the password
 		}
-		return nil, fmt.Errorf("%w: URL %q: %v", ErrInvalidConfig, masked, err)
+		return nil, fmt.Errorf("%w: URL %q: %s", ErrInvalidConfig, masked, maskSecrets(err.Error(), c.URL))
+	}
+	if err := checkAddress(u); err != nil {
+		return nil, fmt.Errorf("%w: URL %q %v", ErrInvalidConfig, masked, err)
+	}
+	if u.Query().Has("password") {
+		return nil, fmt.Errorf("%w: URL %q has a password in its query; it goes in the user information: redis://user:password@host:port/db",
+			ErrInvalidConfig, masked)
 	}
 	opt, err := goredis.ParseURL(c.URL)
 	if err != nil {
-		msg := err.Error()
-		if p := password(c.URL); p != "" {
-			msg = strings.ReplaceAll(msg, p, "xxxxx")
-		}
-		return nil, fmt.Errorf("%w: URL %q: %s", ErrInvalidConfig, masked, msg)
+		return nil, fmt.Errorf("%w: URL %q: %s", ErrInvalidConfig, masked, maskSecrets(err.Error(), c.URL))
+	}
+	if opt.DB < 0 {
+		return nil, fmt.Errorf("%w: URL %q: database %d is negative", ErrInvalidConfig, masked, opt.DB)
 	}
 	if c.TLS != nil && opt.TLSConfig == nil {
 		return nil, fmt.Errorf("%w: TLS is set but URL %q is not rediss://; the connection would not be encrypted", ErrInvalidConfig, masked)
@@ -264,37 +280,135 @@ func (c Config) options() (*goredis.Options, error) {
 		}
 		opt.TLSConfig = t
 	}
+	if opt.TLSConfig != nil {
+		opt.Dialer = tlsDialer(opt.TLSConfig)
+	}
 	opt.PoolSize = c.PoolSize
 	opt.DialerRetries = 2 // a refused password or certificate does not get better in 500ms
 	return opt, nil
 }
 
-// MaskURL returns u with the password of its user information replaced by "xxxxx", so
-// that it can be printed. It works on text that does not parse as a URL, too.
-func MaskURL(u string) string {
-	prefix, rest := splitScheme(u)
-	// The last @ ends the user information. A path never holds one in a Redis URL; if
-	// it did, more would be masked than needed, never less.
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return u
+// checkAddress checks that u names a host, and a port in range when it names one.
+func checkAddress(u *url.URL) error {
+	if u.Hostname() == "" {
+		return errors.New("names no host: give the server, as in redis://host:6379/0")
 	}
-	user, _, hasPass := strings.Cut(rest[:at], ":")
-	if !hasPass {
-		return u
+	if strings.HasSuffix(u.Host, ":") {
+		return errors.New("has an empty port after the host: give one, or leave out the colon for 6379")
 	}
-	return prefix + user + ":xxxxx" + rest[at:]
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("has port %s, which is not between 1 and 65535", p)
+		}
+	}
+	return nil
 }
 
-// password returns the password in u's user information, or "".
-func password(u string) string {
-	_, rest := splitScheme(u)
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return ""
+// connectError describes a failure of Open's first command, with the URL's passwords
+// masked. A database the server does not have is a mistake in the URL: the error then
+// matches ErrInvalidConfig.
+func connectError(cfg Config, opt *goredis.Options, err error) error {
+	err = scrub(err, cfg.URL)
+	if strings.Contains(err.Error(), "DB index is out of range") {
+		return fmt.Errorf("%w: URL %q: database %d does not exist on the server (%v)", ErrInvalidConfig, MaskURL(cfg.URL), opt.DB, err)
 	}
-	_, p, _ := strings.Cut(rest[:at], ":")
-	return p
+	return fmt.Errorf("redis: connect to %s: %w", MaskURL(cfg.URL), err)
+}
+
+// MaskURL returns u with its passwords replaced by "xxxxx", so that it can be printed:
+// the password of the user information, and the values of query parameters other than
+// go-redis's settings, such as password=. It works on text that does not parse as a
+// URL, too, and where a part could be read two ways it masks both.
+func MaskURL(u string) string {
+	prefix, rest := splitScheme(u)
+	spans := secretSpans(rest)
+	if len(spans) == 0 {
+		return u
+	}
+	var b strings.Builder
+	b.WriteString(prefix)
+	at := 0
+	for _, s := range spans {
+		b.WriteString(rest[at:s[0]])
+		b.WriteString("xxxxx")
+		at = s[1]
+	}
+	b.WriteString(rest[at:])
+	return b.String()
+}
+
+// secretSpans returns where the secrets of rest, a URL after its scheme, are: sorted,
+// merged, each [start, end). The user information ends at the last @, since an
+// unescaped password may hold one, and its password starts after the first colon.
+// A query may start at any ?, since an unescaped password may hold one too: the query
+// read from each is masked, so that a secret is masked however the text is read.
+func secretSpans(rest string) [][2]int {
+	var spans [][2]int
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		if colon := strings.Index(rest[:at], ":"); colon >= 0 && colon+1 < at {
+			spans = append(spans, [2]int{colon + 1, at})
+		}
+	}
+	for i, c := range rest {
+		if c != '?' {
+			continue
+		}
+		start := i + 1
+		for _, param := range strings.Split(rest[start:], "&") {
+			name, value, hasValue := strings.Cut(param, "=")
+			if hasValue && value != "" && !settings[name] {
+				from := start + len(name) + 1
+				spans = append(spans, [2]int{from, from + len(value)})
+			}
+			start += len(param) + 1
+		}
+	}
+	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
+	var merged [][2]int
+	for _, s := range spans {
+		if n := len(merged); n > 0 && s[0] <= merged[n-1][1] {
+			merged[n-1][1] = max(merged[n-1][1], s[1])
+			continue
+		}
+		merged = append(merged, s)
+	}
+	return merged
+}
+
+// settings are the query parameters go-redis reads, none of them secret, and username,
+// which is not secret either; MaskURL keeps their values. Any other parameter's value
+// is masked: go-redis refuses the URL anyway, and it may be a password.
+var settings = map[string]bool{
+	"db": true, "protocol": true, "client_name": true, "max_retries": true, "min_retry_backoff": true,
+	"max_retry_backoff": true, "dial_timeout": true, "read_timeout": true, "write_timeout": true,
+	"pool_fifo": true, "pool_size": true, "pool_timeout": true, "min_idle_conns": true, "max_idle_conns": true,
+	"max_active_conns": true, "max_concurrent_dials": true, "pipeline_pool_size": true,
+	"pipeline_read_buffer_size": true, "pipeline_write_buffer_size": true, "conn_max_idle_time": true,
+	"idle_timeout": true, "conn_max_lifetime": true, "max_conn_age": true, "conn_max_lifetime_jitter": true,
+	"skip_verify": true, "username": true,
+}
+
+// secrets returns the texts MaskURL masks in u, as written and unescaped, longest first.
+func secrets(u string) []string {
+	_, rest := splitScheme(u)
+	var out []string
+	for _, s := range secretSpans(rest) {
+		raw := rest[s[0]:s[1]]
+		out = append(out, raw)
+		if p, err := url.QueryUnescape(raw); err == nil && p != raw {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
+	return out
+}
+
+// maskSecrets replaces the secrets of u in text by "xxxxx".
+func maskSecrets(text, u string) string {
+	for _, s := range secrets(u) {
+		text = strings.ReplaceAll(text, s, "xxxxx")
+	}
+	return text
 }
 
 // splitScheme splits u after its "scheme://". Text without one, such as a mistyped

@@ -183,6 +183,23 @@ func TestMaskURL(t *testing.T) {
 		{"one slash", "redis:/:secret@host:6379/0", "", "secret"},
 		{"no scheme", "user:secret@host:6379", "", "secret"},
 		{"no colon after scheme", "redis//:secret@host:6379/0", "", "secret"},
+		// A password in the query is masked too; the settings of go-redis are kept.
+		{"password in the query", "redis://host:6379/0?password=secret", "redis://host:6379/0?password=xxxxx", "secret"},
+		{"password in the query beside settings", "redis://u@h/1?dial_timeout=3s&password=secret&db=2",
+			"redis://u@h/1?dial_timeout=3s&password=xxxxx&db=2", "secret"},
+		{"passwords in the user information and the query", "redis://u:secret@h/0?password=other",
+			"redis://u:xxxxx@h/0?password=xxxxx", "other"},
+		{"user name in the query kept", "redis://h/0?username=alice&password=secret", "redis://h/0?username=alice&password=xxxxx", "secret"},
+		{"escaped parameter name", "redis://h/0?pass%77ord=secret", "redis://h/0?pass%77ord=xxxxx", "secret"},
+		{"other parameter names", "redis://h/0?token=secret", "redis://h/0?token=xxxxx", "secret"},
+		{"query password with # and @", "redis://h:6379/0?password=se@cr#et", "", "cr#et"},
+		{"query password with @, user information too", "redis://u:pw@h/0?password=se@cret", "", "se@cret"},
+		{"@ in the query", "redis://h/0?password=se@cret", "", "se@"},
+		{"? in a password of the user information", "redis://:pa?db=1@h/0?password=secret", "", "secret"},
+		{"query password, bad port", "redis://h:port/0?password=secret", "redis://h:port/0?password=xxxxx", "secret"},
+		{"query password, one slash", "redis:/h/0?password=secret", "", "secret"},
+		{"query password, bad escape", "redis://%zz@h/0?password=secret", "", "secret"},
+		{"query password twice", "redis://h/0?password=first&password=secret", "redis://h/0?password=xxxxx&password=xxxxx", "first"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -37,8 +37,9 @@ type Metrics struct {
 	HandedOff        int64 // deliveries passed, unhandled, to a worker that routes them
 	Adopted          int64 // entries other workers handed to this one, taken in
 	// Failures counts background work that failed and is tried again later: refreshing
-	// held entries, trimming, moving due retries, dead-lettering poison entries. Each
-	// first failure of a kind is logged; failed Pulls and Settles go to the caller.
+	// held entries, trimming, moving due retries, dead-lettering poison entries,
+	// claiming the entries of stopped consumers. Each first failure of a kind is logged;
+	// failed Pulls and Settles go to the caller.
 	Failures int64
 }
 
@@ -74,7 +75,8 @@ type Health struct {
 	Group        string
 	Consumer     string
 	// Err says why it is not healthy: Redis does not answer, or background work (moving
-	// due retries, refreshing held entries, trimming) failed at its latest attempt.
+	// due retries, refreshing held entries, trimming, claiming the entries of stopped
+	// consumers) failed at its latest attempt.
 	Err error
 
 	groupFound bool // the stream exists and has the group
@@ -83,8 +85,9 @@ type Health struct {
 
 // Health asks Redis how the stream and the group are doing. A stream that does not
 // exist yet is healthy and empty. While background work fails (its latest attempt did:
-// moving due retries, refreshing held entries, trimming), the store is not healthy and
-// Err names what fails, since when and why; the levels are still filled in.
+// moving due retries, refreshing held entries, trimming, claiming the entries of
+// stopped consumers), the store is not healthy and Err names what fails, since when and
+// why; the levels are still filled in.
 func (b *Backend) Health(ctx context.Context) Health {
 	h := Health{Group: b.cfg.Group, Consumer: b.cfg.Consumer, Lag: -1}
 	b.mu.Lock()
@@ -146,7 +149,8 @@ type failure struct {
 	times int // failed attempts in a row
 }
 
-func (f *failingWork) failed(what string, err error) {
+// failed records a failed attempt of what; true when what was not failing before.
+func (f *failingWork) failed(what string, err error) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.work == nil {
@@ -159,12 +163,16 @@ func (f *failingWork) failed(what string, err error) {
 	}
 	x.err = err
 	x.times++
+	return x.times == 1
 }
 
-func (f *failingWork) ok(what string) {
+// ok records an attempt of what that worked; true when what was failing before.
+func (f *failingWork) ok(what string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	_, was := f.work[what]
 	delete(f.work, what)
+	return was
 }
 
 // err names each failing piece of work with its latest error, or is nil.
@@ -195,6 +203,36 @@ func (b *Backend) Ready(ctx context.Context) error {
 		return fmt.Errorf("redis: consumer group %q of stream %q does not exist", b.cfg.Group, b.cfg.Stream)
 	}
 	return nil
+}
+
+// claiming is what Health calls the scans for the entries of stopped consumers.
+const claiming = "claiming the entries of stopped consumers"
+
+// claimFailed records a failed claim scan: counted, logged when scans start failing,
+// reported by Health and Ready until one works, and tried again at the next scan, not
+// at every read. Redis's refusal inside the claim script names no command, so a
+// permission error is replaced by the permission check's answer, which names them.
+func (b *Backend) claimFailed(ctx context.Context, err error) {
+	b.counts.failures.Add(1)
+	if isPermission(err) {
+		if perr := b.checkPermissions(ctx, b.rdb.Options().Username); errors.Is(perr, ErrNoPermission) {
+			err = perr
+		}
+	}
+	err = fmt.Errorf("claim scan: %w", err)
+	b.mu.Lock()
+	b.claimAt = time.Now().Add(b.claimEvery())
+	b.mu.Unlock()
+	if b.failing.failed(claiming, err) {
+		b.log.WarnContext(ctx, claiming+" failed; new entries are still read", slog.Any("err", err))
+	}
+}
+
+// claimWorked records a claim scan that worked.
+func (b *Backend) claimWorked(ctx context.Context) {
+	if b.failing.ok(claiming) {
+		b.log.InfoContext(ctx, claiming+" works again")
+	}
 }
 
 // Describe names the store for telemetry: system "redis", the stream and the group.

@@ -75,9 +75,13 @@ const (
 	stateNacked                    // waiting for its NackDelay
 )
 
-// Open connects to Redis, creates the consumer group when it is missing, checks the
-// server's settings (logging a warning about unsafe ones) and returns the store. A
-// connection or authentication failure is returned with the URL's password masked.
+// Open connects to Redis, checks that the user may run every command the store needs
+// on its keys, creates the consumer group when it is missing, checks the server's
+// settings (logging a warning about unsafe ones) and returns the store. A connection or
+// authentication failure is returned with the URL's passwords masked; a URL that cannot
+// work (no host, a port out of range, a database the server does not have) with an
+// error matching [ErrInvalidConfig]; missing permissions with one matching
+// [ErrNoPermission] that names them all, before anything is created.
 func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -105,7 +109,13 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	b.rdb.AddHook(b.conn)
 	if err := b.rdb.Ping(ctx).Err(); err != nil {
 		_ = b.rdb.Close()
-		return nil, fmt.Errorf("redis: connect to %s: %w", MaskURL(cfg.URL), scrub(err, cfg.URL))
+		return nil, connectError(cfg, opt, err)
+	}
+	// Before anything is created: a user who may not run every command the store needs
+	// gets one error naming them all, rather than a store that fails later, piecemeal.
+	if err := b.checkPermissions(ctx, opt.Username); err != nil {
+		_ = b.rdb.Close()
+		return nil, err
 	}
 	if err := b.ensureGroup(ctx); err != nil {
 		_ = b.rdb.Close()
@@ -265,6 +275,14 @@ func (b *Backend) read(ctx context.Context, n int, block time.Duration, budget i
 	b.mu.Unlock()
 	if claim {
 		msgs, err = b.claim(ctx, n, budget)
+		switch {
+		case err == nil:
+			b.claimWorked(ctx)
+		case !isNetwork(err):
+			// A failing scan must not stop the reading of new entries.
+			b.claimFailed(ctx, err)
+			msgs, err = nil, nil
+		}
 	}
 	if err != nil || len(msgs) > 0 {
 		ds := b.accept(ctx, msgs)

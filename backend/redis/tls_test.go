@@ -144,3 +144,39 @@ func openWithin(t *testing.T, cfg necroredis.Config) error {
 		return errors.New("unreachable")
 	}
 }
+
+// rediss:// against a server that speaks plain text fails at once, saying that the
+// server does not speak TLS, rather than waiting out the context: the server takes the
+// handshake for the start of a command and never answers it.
+func TestTLSAgainstPlainServerSaysSo(t *testing.T) {
+	tlsSrv := redistest.Start(t, redistest.Config{TLS: true})
+	for name, password := range map[string]string{"no password": "", "password": "pl4in-pw"} {
+		t.Run(name, func(t *testing.T) {
+			plain := redistest.Start(t, redistest.Config{Password: password})
+			u := "rediss://" + plain.Addr() + "/0"
+			if password != "" {
+				u = "rediss://:" + password + "@" + plain.Addr() + "/0"
+			}
+			// A long deadline: the error must come from the check, not from the deadline.
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			b, err := necroredis.Open(ctx, necroredis.Config{URL: u, TLS: tlsSrv.TLSConfig(), Stream: unique("necro:test:")})
+			if err == nil {
+				_ = b.Close() // the test fails anyway
+				t.Fatal("Open(rediss:// against a plain server) succeeded, want an error")
+			}
+			if errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "does not speak TLS") {
+				t.Errorf("Open(rediss:// against a plain server) = %v, want an error saying the server does not speak TLS", err)
+			}
+			if password != "" && strings.Contains(err.Error(), password) {
+				t.Errorf("Open(...) = %q, which shows the password", err)
+			}
+		})
+	}
+	// The check does not get in the way of a TLS server.
+	b, err := connOpen(t, necroredis.Config{URL: tlsSrv.URL(), TLS: tlsSrv.TLSConfig()})
+	if err != nil {
+		t.Fatalf("Open(TLS server) = %v", err)
+	}
+	connRoundTrip(t, b, inspector(t, tlsSrv, "", ""))
+}

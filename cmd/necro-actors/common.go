@@ -56,36 +56,69 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 // redisFlags are the connection flags of every command that talks to Redis.
 type redisFlags struct {
 	url, urlFile, stream, group, consumer string
+	// urlGiven and fileGiven tell a flag given empty, as an unset shell variable gives
+	// it, from one not given: the first is an error, never a fall back to
+	// NECRO_REDIS_URL (another server) or to memory.
+	urlGiven, fileGiven bool
 }
 
 func (r *redisFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&r.url, "redis", "", "Redis `URL` (redis:// or rediss://); default $NECRO_REDIS_URL")
-	fs.StringVar(&r.urlFile, "redis-url-file", "", "read the Redis URL from this `file`, so no password is on the command line")
+	fs.Var(&givenString{&r.url, &r.urlGiven}, "redis", "Redis `URL` (redis:// or rediss://); default $NECRO_REDIS_URL")
+	fs.Var(&givenString{&r.urlFile, &r.fileGiven}, "redis-url-file", "read the Redis URL from this `file`, so no password is on the command line")
 	fs.StringVar(&r.stream, "stream", "", "stream `name` (default necrostack:events)")
 	fs.StringVar(&r.group, "group", "", "consumer group `name` (default necrostack)")
 	fs.StringVar(&r.consumer, "consumer", "", "consumer `name` in the group (default: consumer- and 8 random hex digits); a name kept across restarts takes back its own pending entries at once")
 }
 
-// urlSet reports whether a Redis URL was given in any of the three ways.
+// givenString is a string flag that also records that it was given, even empty.
+type givenString struct {
+	value *string
+	given *bool
+}
+
+func (g *givenString) String() string {
+	if g == nil || g.value == nil { // the flag package's zero value, for its help
+		return ""
+	}
+	return *g.value
+}
+
+func (g *givenString) Set(s string) error {
+	*g.value, *g.given = s, true
+	return nil
+}
+
+// urlSet reports whether a Redis URL was given in any of the three ways, an empty one
+// included.
 func (r *redisFlags) urlSet(e *env) bool {
-	return r.url != "" || r.urlFile != "" || e.getenv("NECRO_REDIS_URL") != ""
+	return r.urlGiven || r.fileGiven || e.getenv("NECRO_REDIS_URL") != ""
 }
 
 // config returns the store's settings: the URL from --redis, else --redis-url-file,
-// else $NECRO_REDIS_URL. Without any it is a usage error.
+// else $NECRO_REDIS_URL. Without any it is a usage error, and so is one given empty.
 func (r *redisFlags) config(e *env) (necroredis.Config, error) {
-	url := r.url
+	var url string
 	switch {
-	case url != "" && r.urlFile != "":
+	case r.urlGiven && r.fileGiven:
 		return necroredis.Config{}, usageErr("give --redis or --redis-url-file, not both")
-	case url == "" && r.urlFile != "":
+	case r.urlGiven:
+		if strings.TrimSpace(r.url) == "" {
+			return necroredis.Config{}, usageErr("--redis is empty: give the Redis URL (is the variable that should hold it set?)")
+		}
+		url = r.url
+	case r.fileGiven:
 		b, err := os.ReadFile(r.urlFile)
 		if err != nil {
 			return necroredis.Config{}, usageErr("read --redis-url-file: %v", err)
 		}
-		url = strings.TrimSpace(string(b))
-	case url == "":
+		if url = strings.TrimSpace(string(b)); url == "" {
+			return necroredis.Config{}, usageErr("--redis-url-file %s holds no URL", r.urlFile)
+		}
+	default:
 		url = e.getenv("NECRO_REDIS_URL")
+		if url != "" && strings.TrimSpace(url) == "" {
+			return necroredis.Config{}, usageErr("NECRO_REDIS_URL is blank: give the Redis URL")
+		}
 	}
 	if url == "" {
 		return necroredis.Config{}, usageErr("no Redis URL: give --redis URL, --redis-url-file FILE or set NECRO_REDIS_URL")
@@ -140,9 +173,9 @@ func (d *deadLetterBound) value(e *env) (int, error) {
 // code in seconds, not a hang.
 const openTimeout = 10 * time.Second
 
-// openRedis opens the store and turns its failure into an exit code: unreachable,
-// or refused credentials or TLS. The error text never holds the password (Open masks
-// it).
+// openRedis opens the store and turns its failure into an exit code: a URL that
+// cannot work, unreachable, or refused credentials, permissions or TLS. The error text
+// never holds the password (Open masks it).
 func openRedis(ctx context.Context, cfg necroredis.Config) (*necroredis.Backend, error) {
 	octx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
@@ -153,12 +186,16 @@ func openRedis(ctx context.Context, cfg necroredis.Config) (*necroredis.Backend,
 	return b, nil
 }
 
-// redisExitCode classifies a failure to reach Redis.
+// redisExitCode classifies a failure to reach Redis: a URL that cannot work (no host,
+// a bad port, a database the server lacks) is a usage error; refused credentials,
+// missing permissions and a failed TLS handshake are the auth code.
 func redisExitCode(err error) int {
 	s := strings.ToLower(err.Error())
 	switch {
 	case errors.Is(err, necroredis.ErrInvalidConfig):
 		return exitUsage
+	case errors.Is(err, necroredis.ErrNoPermission):
+		return exitAuth
 	case strings.Contains(s, "wrongpass"), strings.Contains(s, "noauth"), strings.Contains(s, "noperm"),
 		strings.Contains(s, "invalid password"), strings.Contains(s, "authentication"),
 		strings.Contains(s, "tls"), strings.Contains(s, "x509"), strings.Contains(s, "certificate"):

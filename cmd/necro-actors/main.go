@@ -10,9 +10,10 @@
 //	necro-actors bench --workload chain|fanout    throughput and latency
 //	necro-actors version
 //
-// Exit codes: 0 done; 1 the work failed; 2 usage error; 3 Redis unreachable; 4 Redis
-// refused the credentials or the TLS handshake failed; 5 stopped at once with work
-// left pending (a second signal during a drain).
+// Exit codes: 0 done; 1 the work failed; 2 usage error, a Redis URL that cannot work
+// included (no host, a bad port, a database the server lacks); 3 Redis unreachable; 4
+// Redis refused the credentials or a command the store needs, or the TLS handshake
+// failed; 5 stopped at once with work left pending (a second signal during a drain).
 package main
 
 import (
@@ -99,5 +100,5 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'necro-actors <command> -h' for a command's flags. Exit codes: 0 done, 1 the work failed,")
-	fmt.Fprintln(w, "2 usage error, 3 Redis unreachable, 4 Redis auth or TLS failure, 5 stopped with work left pending.")
+	fmt.Fprintln(w, "2 usage error, 3 Redis unreachable, 4 Redis auth, permission or TLS failure, 5 stopped with work left pending.")
 }
