@@ -118,7 +118,6 @@ func parseRoster(raw []any, timeout time.Duration) (now time.Time, ws []Worker, 
 	return now, ws, nil
 }
 
-
 // Announce publishes the organs this worker mounts on the group's roster, with a
 // heartbeat every Heartbeat until [Backend.Withdraw] or [Backend.Close]. Other workers
 // of the group then hand this one the events only it routes. The announcement is kept
