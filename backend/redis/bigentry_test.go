@@ -537,3 +537,44 @@ func TestCutReadWhileHolding(t *testing.T) {
 		t.Errorf("XPENDING count = %d after the acks, want 0", n)
 	}
 }
+
+// Entries of some size, many to a Pull's budget, fill reads sized to them rather than
+// have them cut short: only the first read, made before their size is known, is cut;
+// every entry comes once, in order, and no Pull passes the budget.
+func TestMidSizeEntriesFillReads(t *testing.T) {
+	srv := redistest.Start(t, redistest.Config{})
+	rdb := seedClient(t, srv)
+	const maxPull = 256 << 10
+	b := open(t, srv, necroredis.Config{MaxEntryBytes: 64 << 10, MaxPullBytes: maxPull})
+	cfg := b.Config()
+	var evs []necro.Event
+	var want []string
+	for i := range 300 {
+		ev := seedEvent(t, "MID", map[string]any{"i": i, "blob": strings.Repeat("m", 20_000)})
+		evs = append(evs, ev)
+		want = append(want, ev.ID())
+	}
+	seedEnqueue(t, b, evs...)
+	sizes := bigEntrySizes(t, rdb, cfg.Stream)
+	var got []string
+	var ds []backend.Delivery
+	for len(got) < len(want) {
+		pulled := seedPull(t, b, 100, 5*time.Second)
+		total := 0
+		for _, d := range pulled {
+			total += sizes[entryIDOf(t, d)]
+			got = append(got, d.Event.ID())
+		}
+		if total > maxPull {
+			t.Errorf("Pull(100) returned %d deliveries holding %d bytes, over the budget of %d", len(pulled), total, maxPull)
+		}
+		ds = append(ds, pulled...)
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("pulled %d deliveries, want the %d events once each, in order", len(got), len(want))
+	}
+	if m := b.Metrics(); m.ReadsCut != 1 {
+		t.Errorf("Metrics().ReadsCut = %d, want 1: once their size is known, reads ask for no more than the budget takes", m.ReadsCut)
+	}
+	seedAck(t, b, ds...)
+}

@@ -45,6 +45,7 @@ type Backend struct {
 	bg       sync.WaitGroup
 	wake     chan struct{} // tells the maintenance loop that a retry was scheduled
 	reading  chan struct{} // held by the Pull that reads from Redis: one at a time
+	mean     int           // recent mean size of the entries read; guarded by reading
 	failing  failingWork   // background work whose latest attempt failed, for Health
 	markers  doneMarkers   // markers of enqueued chunks, to delete
 
@@ -386,7 +387,7 @@ func (b *Backend) readNew(ctx context.Context, n int, block time.Duration, budge
 		b.bounds.set(b.cfg.MaxEntryBytes, budget)
 	}
 	args := &goredis.XReadGroupArgs{Group: b.cfg.Group, Consumer: b.cfg.Consumer,
-		Streams: []string{b.cfg.Stream, ">"}, Count: int64(min(n, readBatch)), Block: block}
+		Streams: []string{b.cfg.Stream, ">"}, Count: b.readCount(n, budget), Block: block}
 	streams, err := b.rrd.XReadGroup(ctx, args).Result()
 	if b.noGroup(ctx, err) {
 		streams, err = b.rrd.XReadGroup(ctx, args).Result()
@@ -403,7 +404,36 @@ func (b *Backend) readNew(ctx context.Context, n int, block time.Duration, budge
 			msgs = append(msgs, message{id: m.ID, values: m.Values, deliveries: 1})
 		}
 	}
+	b.noteSizes(msgs)
 	return b.accept(ctx, msgs), nil
+}
+
+// readCount is how many new entries a read asks for: n, at most readBatch, and no more
+// than three quarters of the budget take at the recent mean entry size, so that
+// entries of some size fill reads rather than have them cut short.
+func (b *Backend) readCount(n, budget int) int64 {
+	count := min(n, readBatch)
+	if b.mean > 0 && b.cfg.MaxEntryBytes != Off {
+		// The guard counts an entry's id and elements beside its fields: about 256 bytes.
+		count = min(count, max(1, budget/4*3/(b.mean+256)))
+	}
+	return int64(count)
+}
+
+// noteSizes folds the sizes of entries just read into the recent mean.
+func (b *Backend) noteSizes(msgs []message) {
+	if len(msgs) == 0 {
+		return
+	}
+	total := 0
+	for _, m := range msgs {
+		total += entrySize(m.values)
+	}
+	mean := total / len(msgs)
+	if b.mean > 0 {
+		mean = (b.mean + mean) / 2
+	}
+	b.mean = mean
 }
 
 // readFailed follows a read of new entries whose reply did not arrive: cut short by the
@@ -472,6 +502,7 @@ func (b *Backend) recoverLost(ctx context.Context, n, budget int) ([]backend.Del
 		b.lost = ""
 	}
 	b.mu.Unlock()
+	b.noteSizes(s.msgs)
 	return b.accept(ctx, s.msgs), len(s.msgs) + len(s.deleted) + s.buried, nil
 }
 
