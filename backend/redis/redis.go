@@ -193,7 +193,7 @@ func (b *Backend) noGroup(ctx context.Context, err error) bool {
 func (b *Backend) readOptions(opt *goredis.Options) *goredis.Options {
 	r := *opt
 	r.Protocol = 2
-	r.PoolSize = 1
+	r.PoolSize, r.MinIdleConns, r.MaxIdleConns, r.MaxActiveConns = 1, 0, 0, 0
 	if r.DialTimeout == 0 {
 		r.DialTimeout = 5 * time.Second // go-redis's default, which NewDialer reads from r
 	}
