@@ -578,3 +578,32 @@ func TestMidSizeEntriesFillReads(t *testing.T) {
 	}
 	seedAck(t, b, ds...)
 }
+
+// Over TLS the read's guard follows the decrypted reply: an oversized entry cuts the
+// read short there too, is dead-lettered in Redis, and the valid entry after it comes.
+func TestOversizedEntryOverTLS(t *testing.T) {
+	srv := redistest.Start(t, redistest.Config{TLS: true, Password: tlsPassword})
+	rdb := inspector(t, srv, "", tlsPassword)
+	b, err := connOpen(t, necroredis.Config{URL: srv.URL(), TLS: srv.TLSConfig(), Stream: unique("necro:test:")})
+	if err != nil {
+		t.Fatalf("Open(%s) = %v", necroredis.MaskURL(srv.URL()), err)
+	}
+	cfg := b.Config()
+	huge := bigEventText(t, bigHugeBytes-len("event"))
+	hugeID := wireXAdd(t, rdb, cfg.Stream, "event", huge)
+	good := seedEvent(t, "GOOD", nil)
+	seedEnqueue(t, b, good)
+	ds := seedPull(t, b, 10, 5*time.Second)
+	if len(ds) != 1 || ds[0].Event.ID() != good.ID() {
+		t.Fatalf("Pull() = %v, want only %s", ds, good.ID())
+	}
+	seedAck(t, b, ds...)
+	dls := wireRawEntries(t, rdb, cfg.DeadLetterStream)
+	if len(dls) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dls))
+	}
+	bigCheckBuried(t, dls[0], hugeID, huge, bigHugeBytes, strconv.Itoa(bigHugeBytes), "MaxEntryBytes")
+	if m := b.Metrics(); m.ReadsCut != 1 || m.Poison != 1 {
+		t.Errorf("Metrics() = %+v, want ReadsCut 1, Poison 1", m)
+	}
+}

@@ -194,10 +194,13 @@ func (b *Backend) readOptions(opt *goredis.Options) *goredis.Options {
 	r := *opt
 	r.Protocol = 2
 	r.PoolSize, r.MinIdleConns, r.MaxIdleConns, r.MaxActiveConns = 1, 0, 0, 0
-	if r.DialTimeout == 0 {
-		r.DialTimeout = 5 * time.Second // go-redis's default, which NewDialer reads from r
+	dial := r.Dialer // the main client's, for rediss:// (tlsdial.go)
+	if dial == nil {
+		if r.DialTimeout == 0 {
+			r.DialTimeout = 5 * time.Second // go-redis's default, which NewDialer reads from r
+		}
+		dial = goredis.NewDialer(&r)
 	}
-	dial := goredis.NewDialer(&r)
 	r.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dial(ctx, network, addr)
 		if err != nil {
