@@ -14,6 +14,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/necrostack/necro"
 	"github.com/necrostack/necro/backend"
 	necroredis "github.com/necrostack/necro/backend/redis"
 	"github.com/necrostack/necro/internal/redistest"
@@ -25,6 +26,11 @@ const (
 	bigMaxPull   = 8 << 20 // MaxPullBytes
 	bigKeep      = 4 << 10 // PoisonKeepBytes
 	bigHugeBytes = 20 << 20
+	// What Redis may have sent of a read the store cut short before the cut reaches
+	// it: what its socket's send buffer holds (net.ipv4.tcp_wmem's maximum, 4 MiB unless
+	// changed) and the read connection's receive buffer (1 MiB, which the kernel counts
+	// twice).
+	bigCutSlack = 8 << 20
 )
 
 // bigEventText returns the text of an event as Python writes it, with a payload that
@@ -123,8 +129,9 @@ func bigCheckBuried(t *testing.T, dl wireEntry, original, event string, size int
 }
 
 // Entries over MaxEntryBytes, of 20 MiB and of one byte too many, are dead-lettered
-// inside Redis: Redis never sends them to the store, their dead letters keep the first
-// PoisonKeepBytes of the text and the entry's size. An entry of exactly MaxEntryBytes is
+// inside Redis: they never reach the store (the read that brings them is cut short at
+// the first one's length, and Redis sends no more of it than its socket holds), their
+// dead letters keep the first PoisonKeepBytes of the text and the entry's size. An entry of exactly MaxEntryBytes is
 // read, and being poison (its payload is too large) dead-lettered the same way. The
 // valid entries around them are all delivered, in order.
 func TestOversizedEntriesStayInRedis(t *testing.T) {
@@ -161,8 +168,9 @@ func TestOversizedEntriesStayInRedis(t *testing.T) {
 	if strings.Join(got, ",") != strings.Join(goodIDs, ",") {
 		t.Errorf("pulled %v, want the valid events %v in order", got, goodIDs)
 	}
-	// The entry of exactly MaxEntryBytes is sent, and some small replies: nothing more.
-	if limit := int64(bigMaxEntry + 1<<20); sent > limit {
+	// The entry of exactly MaxEntryBytes is sent, and some small replies, and what
+	// Redis's socket took of the one read cut short at the 20 MiB entry: nothing more.
+	if limit := int64(bigMaxEntry + 1<<20 + bigCutSlack); sent > limit {
 		t.Errorf("Redis sent %d bytes during the Pulls, want at most %d: the entries of %d and %d bytes must not leave Redis",
 			sent, limit, sizes[hugeID], sizes[overID])
 	}
@@ -174,8 +182,8 @@ func TestOversizedEntriesStayInRedis(t *testing.T) {
 	bigCheckBuried(t, dls[0], hugeID, huge, bigHugeBytes, strconv.Itoa(bigHugeBytes), "MaxEntryBytes")
 	bigCheckBuried(t, dls[1], overID, over, bigMaxEntry+1, strconv.Itoa(bigMaxEntry+1), "MaxEntryBytes")
 	bigCheckBuried(t, dls[2], atBoundID, atBound, bigMaxEntry, "payload", "exceeds")
-	if m := b.Metrics(); m.Poison != 3 || m.DeadLettered != 3 || m.Pulled != int64(len(goodIDs)) {
-		t.Errorf("Metrics() = %+v, want Poison 3, DeadLettered 3, Pulled %d", m, len(goodIDs))
+	if m := b.Metrics(); m.Poison != 3 || m.DeadLettered != 3 || m.Pulled != int64(len(goodIDs)) || m.ReadsCut != 1 {
+		t.Errorf("Metrics() = %+v, want Poison 3, DeadLettered 3, Pulled %d, ReadsCut 1", m, len(goodIDs))
 	}
 	if n := seedPending(t, rdb, cfg.Stream, cfg.Group); n != int64(len(goodIDs)) {
 		t.Errorf("XPENDING count = %d, want %d: the valid entries only", n, len(goodIDs))
@@ -258,9 +266,9 @@ func TestPullByteBudget(t *testing.T) {
 	seedAck(t, b, ds...)
 }
 
-// A Pull that waits on an empty stream is woken by Redis's own XREADGROUP, which
-// sends the entry whole: one over MaxEntryBytes is then dead-lettered from the store,
-// the same way as in Redis, and the Pull goes on to the valid entry after it.
+// A Pull that waits on an empty stream is woken by an entry over MaxEntryBytes: the
+// entry never arrives whole (the read is cut short at its length), it is dead-lettered
+// in Redis with its size, and the Pull goes on to the valid entry after it.
 func TestOversizedEntryWakingAPull(t *testing.T) {
 	srv := redistest.Start(t, redistest.Config{})
 	rdb := seedClient(t, srv)
@@ -280,12 +288,18 @@ func TestOversizedEntryWakingAPull(t *testing.T) {
 		return err == nil && strings.Contains(list, "cmd=xreadgroup")
 	})
 	huge := bigEventText(t, bigHugeBytes-len("event"))
+	sent := bigNetOutput(t, srv)
 	hugeID := wireXAdd(t, rdb, cfg.Stream, "event", huge)
 	good := seedEvent(t, "GOOD", nil)
 	seedEnqueue(t, b, good)
 	r := <-pulled
+	sent = bigNetOutput(t, srv) - sent
 	if r.err != nil || len(r.ds) != 1 || r.ds[0].Event.ID() != good.ID() {
 		t.Fatalf("Pull() = %v, %v; want only %s", r.ds, r.err, good.ID())
+	}
+	if sent > bigCutSlack {
+		t.Errorf("Redis sent %d bytes while the Pull woke and ran, want at most %d (what its socket takes of a read cut short): the entry of %d bytes must never arrive whole",
+			sent, bigCutSlack, bigHugeBytes)
 	}
 	seedAck(t, b, r.ds...)
 	dls := wireRawEntries(t, rdb, cfg.DeadLetterStream)
@@ -293,8 +307,8 @@ func TestOversizedEntryWakingAPull(t *testing.T) {
 		t.Fatalf("%d dead letters, want 1", len(dls))
 	}
 	bigCheckBuried(t, dls[0], hugeID, huge, bigHugeBytes, strconv.Itoa(bigHugeBytes), "MaxEntryBytes")
-	if m := b.Metrics(); m.Poison != 1 || m.DeadLettered != 1 {
-		t.Errorf("Metrics() = %+v, want Poison 1, DeadLettered 1", m)
+	if m := b.Metrics(); m.Poison != 1 || m.DeadLettered != 1 || m.ReadsCut != 1 {
+		t.Errorf("Metrics() = %+v, want Poison 1, DeadLettered 1, ReadsCut 1", m)
 	}
 	if n := seedPending(t, rdb, cfg.Stream, cfg.Group); n != 0 {
 		t.Errorf("XPENDING count = %d, want 0", n)
@@ -436,5 +450,160 @@ func TestEntryBoundsDefaults(t *testing.T) {
 					got.MaxEntryBytes, got.MaxPullBytes, got.PoisonKeepBytes, tt.entry, tt.pull, tt.keepText)
 			}
 		})
+	}
+}
+
+// bigCommandCalls returns how many times Redis has run cmd, from scripts or not.
+func bigCommandCalls(t *testing.T, srv *redistest.Server, cmd string) int64 {
+	t.Helper()
+	info, err := srv.Do("INFO", "commandstats")
+	if err != nil {
+		t.Fatalf("INFO commandstats = %v", err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
+			v, _, _ = strings.Cut(v, ",")
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatalf("cmdstat_%s calls %q: %v", cmd, v, err)
+			}
+			return n
+		}
+	}
+	return 0 // never run
+}
+
+// A read cut short while the store holds many entries reads again only that read's
+// entries: the held ones are not looked at (no XRANGE, no XCLAIM of them); the cut
+// read's valid entries come once each, in order, as their first delivery, within the
+// budget, and its oversized entry is dead-lettered in Redis.
+func TestCutReadWhileHolding(t *testing.T) {
+	srv := redistest.Start(t, redistest.Config{})
+	rdb := seedClient(t, srv)
+	// ClaimAfter of an hour: no refresh or claim scan runs XCLAIM during the test.
+	b := open(t, srv, necroredis.Config{ClaimAfter: time.Hour})
+	cfg := b.Config()
+	var small []necro.Event
+	for i := range 600 {
+		small = append(small, seedEvent(t, "SMALL", map[string]any{"i": i}))
+	}
+	seedEnqueue(t, b, small...)
+	var held []backend.Delivery
+	for len(held) < len(small) {
+		held = append(held, seedPull(t, b, len(small)-len(held), 5*time.Second)...)
+	}
+	var want []string
+	var hugeID string
+	for i := range 12 {
+		if i == 6 {
+			hugeID = wireXAdd(t, rdb, cfg.Stream, "event", bigEventText(t, bigHugeBytes))
+		}
+		ev := seedEvent(t, "LARGE", map[string]any{"i": i, "blob": strings.Repeat("w", 900_000)})
+		wireXAdd(t, rdb, cfg.Stream, "event", string(ev.AppendJSON(nil)))
+		want = append(want, ev.ID())
+	}
+	sizes := bigEntrySizes(t, rdb, cfg.Stream)
+
+	xclaims, xranges := bigCommandCalls(t, srv, "xclaim"), bigCommandCalls(t, srv, "xrange")
+	ds := bigPullAll(t, b, sizes, len(want))
+	xclaims, xranges = bigCommandCalls(t, srv, "xclaim")-xclaims, bigCommandCalls(t, srv, "xrange")-xranges
+	var got []string
+	for _, d := range ds {
+		got = append(got, d.Event.ID())
+		if d.Deliveries != 1 {
+			t.Errorf("delivery of %s is number %d, want 1: the cut read's delivery is the one handed out", d.Event.ID(), d.Deliveries)
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("pulled %v, want %v", got, want)
+	}
+	if xclaims != int64(len(want)) || xranges != int64(len(want)+1) {
+		t.Errorf("Redis ran XCLAIM %d times and XRANGE %d times, want %d and %d: the cut read's entries alone, never the %d held",
+			xclaims, xranges, len(want), len(want)+1, len(held))
+	}
+	if m := b.Metrics(); m.ReadsCut != 1 || m.Poison != 1 {
+		t.Errorf("Metrics() = %+v, want ReadsCut 1 and Poison 1", m)
+	}
+	dls := wireRawEntries(t, rdb, cfg.DeadLetterStream)
+	if len(dls) != 1 {
+		t.Fatalf("%d dead letters, want the one of %s", len(dls), hugeID)
+	}
+	bigCheckBuried(t, dls[0], hugeID, bigEventText(t, bigHugeBytes), bigHugeBytes+len("event"), "MaxEntryBytes")
+	if r, _ := dls[0].get("receipt"); r != hugeID+"#1" {
+		t.Errorf("dead letter receipt %q, want %s#1: its one delivery was the cut read", r, hugeID)
+	}
+	seedAck(t, b, append(held, ds...)...)
+	if n := seedPending(t, rdb, cfg.Stream, cfg.Group); n != 0 {
+		t.Errorf("XPENDING count = %d after the acks, want 0", n)
+	}
+}
+
+// Entries of some size, many to a Pull's budget, fill reads sized to them rather than
+// have them cut short: only the first read, made before their size is known, is cut;
+// every entry comes once, in order, and no Pull passes the budget.
+func TestMidSizeEntriesFillReads(t *testing.T) {
+	srv := redistest.Start(t, redistest.Config{})
+	rdb := seedClient(t, srv)
+	const maxPull = 256 << 10
+	b := open(t, srv, necroredis.Config{MaxEntryBytes: 64 << 10, MaxPullBytes: maxPull})
+	cfg := b.Config()
+	var evs []necro.Event
+	var want []string
+	for i := range 300 {
+		ev := seedEvent(t, "MID", map[string]any{"i": i, "blob": strings.Repeat("m", 20_000)})
+		evs = append(evs, ev)
+		want = append(want, ev.ID())
+	}
+	seedEnqueue(t, b, evs...)
+	sizes := bigEntrySizes(t, rdb, cfg.Stream)
+	var got []string
+	var ds []backend.Delivery
+	for len(got) < len(want) {
+		pulled := seedPull(t, b, 100, 5*time.Second)
+		total := 0
+		for _, d := range pulled {
+			total += sizes[entryIDOf(t, d)]
+			got = append(got, d.Event.ID())
+		}
+		if total > maxPull {
+			t.Errorf("Pull(100) returned %d deliveries holding %d bytes, over the budget of %d", len(pulled), total, maxPull)
+		}
+		ds = append(ds, pulled...)
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("pulled %d deliveries, want the %d events once each, in order", len(got), len(want))
+	}
+	if m := b.Metrics(); m.ReadsCut != 1 {
+		t.Errorf("Metrics().ReadsCut = %d, want 1: once their size is known, reads ask for no more than the budget takes", m.ReadsCut)
+	}
+	seedAck(t, b, ds...)
+}
+
+// Over TLS the read's guard follows the decrypted reply: an oversized entry cuts the
+// read short there too, is dead-lettered in Redis, and the valid entry after it comes.
+func TestOversizedEntryOverTLS(t *testing.T) {
+	srv := redistest.Start(t, redistest.Config{TLS: true, Password: tlsPassword})
+	rdb := inspector(t, srv, "", tlsPassword)
+	b, err := connOpen(t, necroredis.Config{URL: srv.URL(), TLS: srv.TLSConfig(), Stream: unique("necro:test:")})
+	if err != nil {
+		t.Fatalf("Open(%s) = %v", necroredis.MaskURL(srv.URL()), err)
+	}
+	cfg := b.Config()
+	huge := bigEventText(t, bigHugeBytes-len("event"))
+	hugeID := wireXAdd(t, rdb, cfg.Stream, "event", huge)
+	good := seedEvent(t, "GOOD", nil)
+	seedEnqueue(t, b, good)
+	ds := seedPull(t, b, 10, 5*time.Second)
+	if len(ds) != 1 || ds[0].Event.ID() != good.ID() {
+		t.Fatalf("Pull() = %v, want only %s", ds, good.ID())
+	}
+	seedAck(t, b, ds...)
+	dls := wireRawEntries(t, rdb, cfg.DeadLetterStream)
+	if len(dls) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dls))
+	}
+	bigCheckBuried(t, dls[0], hugeID, huge, bigHugeBytes, strconv.Itoa(bigHugeBytes), "MaxEntryBytes")
+	if m := b.Metrics(); m.ReadsCut != 1 || m.Poison != 1 {
+		t.Errorf("Metrics() = %+v, want ReadsCut 1, Poison 1", m)
 	}
 }

@@ -98,18 +98,26 @@ type Config struct {
 	// bound is counted and logged. Zero means no bound.
 	DeadLetterMaxLen int
 	// MaxEntryBytes bounds one stream entry: its field names and values together. A
-	// larger entry cannot hold a valid event, so Redis dead-letters it inside the read
-	// (and the claim), keeping PoisonKeepBytes of its text and its size, and never sends
-	// it here; the one exception is the entry that wakes a Pull waiting on an empty
-	// stream (a script cannot wait), which comes whole and is dead-lettered from here.
-	// Zero means 2 MiB, room for the largest valid event. Measuring in Lua costs Redis
-	// about 4µs of CPU an entry more than a plain read (BENCHMARKS.md); [Off] reads
-	// new entries with a plain XREADGROUP, for producers that are trusted: every entry
-	// then comes whole, and a read of new entries is bounded by count only.
+	// larger entry cannot hold a valid event, so it is dead-lettered in Redis, keeping
+	// PoisonKeepBytes of its text and its size, and never taken into this process. New
+	// entries are read with a plain XREADGROUP whose reply passes a guard as it arrives;
+	// at the length of an entry over the bound, the guard cuts the read short (this
+	// process has read none of the entry, Redis has sent no more of it than the sockets
+	// hold) and the read's entries are read again by a Lua script that measures each
+	// ([Metrics].ReadsCut counts such reads). Claims and the entries taken back at start
+	// are read by that script too. Reading every entry through the script would cost
+	// Redis about 3.5µs of CPU an entry more (BENCHMARKS.md). Zero means 2 MiB, room for
+	// the largest valid event. [Off] turns the bound off, for producers that are
+	// trusted: every entry then comes whole, and a read of new entries is bounded by
+	// count only.
 	MaxEntryBytes int
 	// MaxPullBytes bounds the entries one Pull hands out, by the same measure; a Pull
-	// stops before the entry that would pass it, and that entry waits for the next.
-	// It may not be below MaxEntryBytes. Zero means 8 MiB, or MaxEntryBytes if larger.
+	// stops before the entry that would pass it, and that entry waits for the next. A
+	// read of new entries asks for no more entries than three quarters of it take at
+	// their recent mean size; one whose reply would pass it all the same (counting, beside
+	// the entries, their ids and 32 bytes for each element of the reply) is cut short,
+	// and its entries handed out from the measured read, Pull after Pull. It may not be
+	// below MaxEntryBytes. Zero means 8 MiB, or MaxEntryBytes if larger.
 	MaxPullBytes int
 	// PoisonKeepBytes bounds the text a poison entry's dead letter keeps: the first
 	// PoisonKeepBytes bytes of its event field and of its meta field, cut at a character

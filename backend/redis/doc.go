@@ -39,9 +39,11 @@
 // An entry that cannot be decoded (not JSON, the wrong shape, an invalid id, too large,
 // unknown fields) goes to the dead-letter stream at once, with a reason that names the
 // problem, the first [Config.PoisonKeepBytes] of its text and its size; it never sits
-// pending. Entries are read by Lua scripts that measure them: one larger than
-// [Config.MaxEntryBytes] is dead-lettered inside Redis and never sent to the worker, and
-// a Pull hands out at most [Config.MaxPullBytes].
+// pending. An entry larger than [Config.MaxEntryBytes] is dead-lettered inside Redis
+// and never taken into the worker, and a Pull hands out at most [Config.MaxPullBytes]:
+// new entries come from a plain XREADGROUP whose reply is checked as it arrives and cut
+// short at an entry or a total over the bounds, and the entries of a cut read, like
+// claimed ones, are read again by a Lua script that measures each.
 //
 // Acknowledged entries are trimmed (XTRIM MINID) below the oldest entry that some
 // group has not acknowledged, so the stream stays small under steady load without ever

@@ -27,6 +27,7 @@ type Metrics struct {
 	DeadLettered     int64 // dead-letter entries written, poison and deleted entries included
 	Poison           int64 // entries, and members of the delayed set, that could not be decoded or were over MaxEntryBytes, dead-lettered at once
 	PendingRecovered int64 // entries claimed from consumers that stopped
+	ReadsCut         int64 // reads of new entries cut short at an entry over MaxEntryBytes or at the Pull's budget; their entries were read again, measured
 	DeletedPending   int64 // entries deleted from the stream while pending, dead-lettered
 	Trimmed          int64 // acknowledged entries trimmed from the stream
 	DeadLettersTrim  int64 // dead letters dropped to keep DeadLetterMaxLen, each logged
@@ -46,7 +47,7 @@ type Metrics struct {
 type counters struct {
 	enqueued, pulled, acked, nacked, released, deadLettered, poison, recovered,
 	deletedPending, trimmed, dlqTrimmed, reconnections, settleRetries, enqueueRetries, forgot, failures,
-	handedOff, adopted atomic.Int64
+	handedOff, adopted, readsCut atomic.Int64
 }
 
 // Metrics returns the counters.
@@ -58,7 +59,7 @@ func (b *Backend) Metrics() Metrics {
 		PendingRecovered: c.recovered.Load(), DeletedPending: c.deletedPending.Load(), Trimmed: c.trimmed.Load(),
 		DeadLettersTrim: c.dlqTrimmed.Load(), Reconnections: c.reconnections.Load(),
 		SettleRetries: c.settleRetries.Load(), EnqueueRetries: c.enqueueRetries.Load(), ForgotConsumers: c.forgot.Load(),
-		Failures: c.failures.Load(), HandedOff: c.handedOff.Load(), Adopted: c.adopted.Load(),
+		Failures: c.failures.Load(), HandedOff: c.handedOff.Load(), Adopted: c.adopted.Load(), ReadsCut: c.readsCut.Load(),
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +30,8 @@ var (
 type Backend struct {
 	cfg    Config
 	rdb    *goredis.Client
+	rrd    *goredis.Client // reads new entries, alone, through reply guards (see guard.go)
+	bounds readBounds      // the bounds of the read under way, for the guards
 	log    *slog.Logger
 	keys   []string // stream, dead-letter stream, delayed set
 	counts counters
@@ -41,6 +44,8 @@ type Backend struct {
 	bgCtx    context.Context
 	bg       sync.WaitGroup
 	wake     chan struct{} // tells the maintenance loop that a retry was scheduled
+	reading  chan struct{} // held by the Pull that reads from Redis: one at a time
+	mean     int           // recent mean size of the entries read; guarded by reading
 	failing  failingWork   // background work whose latest attempt failed, for Health
 	markers  doneMarkers   // markers of enqueued chunks, to delete
 
@@ -53,6 +58,12 @@ type Backend struct {
 	groupOK  atomic.Bool         // the group is known to exist
 	// announced is this worker's roster entry (see Announce); "" when it has none.
 	announced string
+	// seen is the highest entry id this process has read, held or looked at; the
+	// entries of a read whose reply did not arrive come after it (see readFailed).
+	seen string
+	// lost is where the scan for the entries of such a read goes on; "" when none is
+	// left to recover.
+	lost string
 }
 
 // A holding is one entry this process holds: handed out, or waiting to be handed out
@@ -99,6 +110,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		log:     cfg.Logger.With(slog.String("stream", cfg.Stream), slog.String("group", cfg.Group), slog.String("consumer", cfg.Consumer)),
 		keys:    []string{cfg.Stream, cfg.DeadLetterStream, cfg.Stream + ":delayed"},
 		closing: make(chan struct{}),
+		reading: make(chan struct{}, 1),
 		wake:    make(chan struct{}, 1),
 		held:    make(map[string]*holding),
 		cursor:  "0-0",
@@ -107,22 +119,28 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	opt.ConnMaxIdleTime = -1 // a connection found dead in the pool is then always a lost one
 	b.rdb = goredis.NewClient(opt)
 	b.rdb.AddHook(b.conn)
+	b.rrd = goredis.NewClient(b.readOptions(opt))
+	b.rrd.AddHook(b.conn)
+	closeClients := func() {
+		_ = b.rdb.Close() // the error that stopped Open is the one to report
+		_ = b.rrd.Close()
+	}
 	if err := b.rdb.Ping(ctx).Err(); err != nil {
-		_ = b.rdb.Close()
+		closeClients()
 		return nil, connectError(cfg, opt, err)
 	}
 	// Before anything is created: a user who may not run every command the store needs
 	// gets one error naming them all, rather than a store that fails later, piecemeal.
 	if err := b.checkPermissions(ctx, opt.Username); err != nil {
-		_ = b.rdb.Close()
+		closeClients()
 		return nil, err
 	}
 	if err := b.ensureGroup(ctx); err != nil {
-		_ = b.rdb.Close()
+		closeClients()
 		return nil, err
 	}
 	if err := b.takeBackOwn(ctx); err != nil {
-		_ = b.rdb.Close()
+		closeClients()
 		return nil, err
 	}
 	b.checkSettings(ctx)
@@ -162,8 +180,46 @@ func (b *Backend) noGroup(ctx context.Context, err error) bool {
 		return false
 	}
 	b.groupOK.Store(false)
+	b.mu.Lock()
+	b.seen = "" // a new group starts from id 0
+	b.mu.Unlock()
 	b.log.WarnContext(ctx, "the consumer group is missing (did Redis lose its data?); creating it again")
 	return b.ensureGroup(ctx) == nil
+}
+
+// readOptions are the read client's options: the main client's, with one connection
+// (reads take turns), RESP2 (what the reply guard follows), and each connection's
+// incoming bytes passing a reply guard bound to b.bounds.
+func (b *Backend) readOptions(opt *goredis.Options) *goredis.Options {
+	r := *opt
+	r.Protocol = 2
+	r.PoolSize, r.MinIdleConns, r.MaxIdleConns, r.MaxActiveConns = 1, 0, 0, 0
+	dial := r.Dialer // the main client's, for rediss:// (tlsdial.go)
+	if dial == nil {
+		if r.DialTimeout == 0 {
+			r.DialTimeout = 5 * time.Second // go-redis's default, which NewDialer reads from r
+		}
+		dial = goredis.NewDialer(&r)
+	}
+	r.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		sock := c
+		if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+			sock = tc.NetConn() // under TLS
+		}
+		if tc, ok := sock.(*net.TCPConn); ok {
+			// A fixed buffer, not one the kernel grows with use (up to net.ipv4.tcp_rmem's
+			// maximum): what Redis has sent of a cut reply when the guard stops reading
+			// is what this buffer and Redis's send buffer hold. Failing to set it only
+			// leaves the kernel's buffer.
+			_ = tc.SetReadBuffer(readSocketBuffer)
+		}
+		return guard(c, &b.bounds), nil
+	}
+	return &r
 }
 
 // Pull hands out up to max deliveries, of entries of at most MaxPullBytes together:
@@ -185,12 +241,13 @@ func (b *Backend) Pull(ctx context.Context, max int) ([]backend.Delivery, error)
 		out, used := b.takeLocal(max, now)
 		// A read needs room for one entry of MaxEntryBytes (any room when Off); without
 		// it, it waits for the next Pull.
-		if room := b.cfg.MaxPullBytes - used; len(out) < max && room >= b.cfg.MaxEntryBytes {
+		if room := b.cfg.MaxPullBytes - used; len(out) < max && room >= b.cfg.MaxEntryBytes && b.startRead(ctx) {
 			block := time.Duration(-1)
 			if len(out) == 0 && ctx.Err() == nil {
 				block = b.blockFor(ctx, now)
 			}
 			more, err := b.read(rctx, max-len(out), block, room)
+			<-b.reading
 			out = append(out, more...)
 			b.inflight.RUnlock()
 			if err != nil {
@@ -212,6 +269,24 @@ func (b *Backend) Pull(ctx context.Context, max int) ([]backend.Delivery, error)
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+	}
+}
+
+// startRead waits for this Pull's turn to read from Redis, while ctx lets it: false
+// when ctx ended first. Reads take turns: the guards of the read client bound the read
+// under way, and the entries of a read cut short are found from what the reads before
+// it saw (see recoverLost). A true answer must be followed by <-b.reading.
+func (b *Backend) startRead(ctx context.Context) bool {
+	select {
+	case b.reading <- struct{}{}:
+		return true
+	default:
+	}
+	select {
+	case b.reading <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -266,15 +341,15 @@ func (b *Backend) handOut(h *holding) backend.Delivery {
 }
 
 // read fetches up to n entries of at most budget bytes together from Redis: claimed ones
-// when a scan is due, else new ones, waiting up to block (negative: not at all).
+// when a scan is due, else those of a read cut short that are still to recover, else
+// new ones, waiting up to block (negative: not at all). The caller holds b.reading.
 func (b *Backend) read(ctx context.Context, n int, block time.Duration, budget int) ([]backend.Delivery, error) {
-	var msgs []message
-	var err error
 	b.mu.Lock()
 	claim := !time.Now().Before(b.claimAt)
+	lost := b.lost != ""
 	b.mu.Unlock()
 	if claim {
-		msgs, err = b.claim(ctx, n, budget)
+		msgs, err := b.claim(ctx, n, budget)
 		switch {
 		case err == nil:
 			b.claimWorked(ctx)
@@ -283,48 +358,155 @@ func (b *Backend) read(ctx context.Context, n int, block time.Duration, budget i
 			b.claimFailed(ctx, err)
 			msgs, err = nil, nil
 		}
-	}
-	if err != nil || len(msgs) > 0 {
-		ds := b.accept(ctx, msgs)
-		if len(ds) > 0 {
-			// Entries of this process claimed back (after a refresh came late) are
-			// skipped by accept: only the others were recovered.
-			b.counts.recovered.Add(int64(len(ds)))
-			b.log.InfoContext(ctx, "claimed the pending entries of a stopped consumer", slog.Int("entries", len(ds)))
+		if err != nil || len(msgs) > 0 {
+			ds := b.accept(ctx, msgs)
+			if len(ds) > 0 {
+				// Entries of this process claimed back (after a refresh came late) are
+				// skipped by accept: only the others were recovered.
+				b.counts.recovered.Add(int64(len(ds)))
+				b.log.InfoContext(ctx, "claimed the pending entries of a stopped consumer", slog.Int("entries", len(ds)))
+			}
+			return ds, err
 		}
+	}
+	if lost {
+		ds, _, err := b.recoverLost(ctx, n, budget)
 		return ds, err
 	}
-	count := int64(min(n, readBatch)) // a plain read, with MaxEntryBytes Off
-	if b.cfg.MaxEntryBytes != Off {
-		var more bool
-		msgs, more, err = b.readNew(ctx, min(n, readBatch), budget)
-		if err != nil || len(msgs) > 0 || more || block < 0 {
-			return b.accept(ctx, msgs), err
-		}
-		// Nothing new: wait for the next entry. A script cannot wait, so this is Redis's
-		// own XREADGROUP, for one entry, which comes whole whatever its size: the one way
-		// an entry over MaxEntryBytes reaches this process (accept dead-letters it), once
-		// per wait. Polling the script instead would add its interval to every wake.
-		count = 1
+	return b.readNew(ctx, n, block, budget)
+}
+
+// readNew reads up to n new entries of at most budget bytes together: a plain
+// XREADGROUP on the read client, waiting up to block, whose reply passes the reply guard
+// of its connection (guard.go). A reply that would bring an entry over MaxEntryBytes or
+// pass budget is cut short before that entry's bytes arrive; the read's entries are
+// then pending to this consumer but held nowhere, and recoverLost reads them again,
+// measured, at once. With MaxEntryBytes Off the guard bounds nothing: every entry comes
+// whole, and the read is bounded by count only.
+func (b *Backend) readNew(ctx context.Context, n int, block time.Duration, budget int) ([]backend.Delivery, error) {
+	if b.cfg.MaxEntryBytes == Off {
+		b.bounds.set(0, 0)
+	} else {
+		b.bounds.set(b.cfg.MaxEntryBytes, budget)
 	}
 	args := &goredis.XReadGroupArgs{Group: b.cfg.Group, Consumer: b.cfg.Consumer,
-		Streams: []string{b.cfg.Stream, ">"}, Count: count, Block: block}
-	streams, err := b.rdb.XReadGroup(ctx, args).Result()
+		Streams: []string{b.cfg.Stream, ">"}, Count: b.readCount(n, budget), Block: block}
+	streams, err := b.rrd.XReadGroup(ctx, args).Result()
 	if b.noGroup(ctx, err) {
-		streams, err = b.rdb.XReadGroup(ctx, args).Result()
+		streams, err = b.rrd.XReadGroup(ctx, args).Result()
 	}
 	if errors.Is(err, goredis.Nil) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return b.readFailed(ctx, n, budget, err)
 	}
+	var msgs []message
 	for _, s := range streams {
 		for _, m := range s.Messages {
 			msgs = append(msgs, message{id: m.ID, values: m.Values, deliveries: 1})
 		}
 	}
+	b.noteSizes(msgs)
 	return b.accept(ctx, msgs), nil
+}
+
+// readCount is how many new entries a read asks for: n, at most readBatch, and no more
+// than three quarters of the budget take at the recent mean entry size, so that
+// entries of some size fill reads rather than have them cut short.
+func (b *Backend) readCount(n, budget int) int64 {
+	count := min(n, readBatch)
+	if b.mean > 0 && b.cfg.MaxEntryBytes != Off {
+		// The guard counts an entry's id and elements beside its fields: about 256 bytes.
+		count = min(count, max(1, budget/4*3/(b.mean+256)))
+	}
+	return int64(count)
+}
+
+// noteSizes folds the sizes of entries just read into the recent mean.
+func (b *Backend) noteSizes(msgs []message) {
+	if len(msgs) == 0 {
+		return
+	}
+	total := 0
+	for _, m := range msgs {
+		total += entrySize(m.values)
+	}
+	mean := total / len(msgs)
+	if b.mean > 0 {
+		mean = (b.mean + mean) / 2
+	}
+	b.mean = mean
+}
+
+// readFailed follows a read of new entries whose reply did not arrive: cut short by the
+// guard, or lost to the network. Redis may have read entries for this consumer all the
+// same; they are pending to it, held nowhere, and come after every entry this process
+// has seen, so recoverLost finds them from there, without going over the entries held.
+// It returns what the first step of that recovery took over, or, when it found nothing,
+// err: a cut read of nothing means the reply itself was wrong.
+func (b *Backend) readFailed(ctx context.Context, n, budget int, err error) ([]backend.Delivery, error) {
+	cut := errors.Is(err, errReadCut) || errors.Is(err, errReplyMalformed)
+	if !cut && !isNetwork(err) {
+		return nil, err // Redis answered with an error: it read nothing
+	}
+	b.mu.Lock()
+	b.lost = "0-0"
+	if b.seen != "" {
+		b.lost = "(" + b.seen
+	}
+	b.mu.Unlock()
+	switch {
+	case errors.Is(err, errReplyMalformed):
+		b.counts.readsCut.Add(1)
+		b.log.WarnContext(ctx, "Redis sent a reply the read guard cannot follow; the read was cut short and its entries are read again",
+			slog.Any("err", err))
+	case cut:
+		// An entry over MaxEntryBytes (then logged as it is dead-lettered), or a reply
+		// over the budget: expected with large entries.
+		b.counts.readsCut.Add(1)
+		b.log.DebugContext(ctx, "read of new entries cut short; reading its entries again, measured", slog.Any("err", err))
+	}
+	ds, found, rerr := b.recoverLost(ctx, n, budget)
+	switch {
+	case rerr != nil:
+		return nil, fmt.Errorf("%w; recovering its entries: %w", err, rerr)
+	case found == 0:
+		return nil, err
+	}
+	return ds, nil
+}
+
+// recoverLost takes one step of the scan for the entries of a read whose reply did not
+// arrive: pendingScript reads each entry pending to this consumer after b.lost alone,
+// dead-letters one over MaxEntryBytes in Redis and stops at n entries or budget bytes;
+// the next Pull takes the next step, before any new read, so the entries keep their
+// order. Their delivery count stays: the delivery the lost read counted is the one
+// handed out now. Entries held here already (taken in since, by a claim or an
+// adoption) are skipped by accept. It returns the deliveries and how many entries the
+// step looked at.
+func (b *Backend) recoverLost(ctx context.Context, n, budget int) ([]backend.Delivery, int, error) {
+	b.mu.Lock()
+	cursor := b.lost
+	b.mu.Unlock()
+	if b.cfg.MaxEntryBytes == Off {
+		// Bounded by count only, as the read was: an entry over budget would otherwise
+		// stop the scan for good.
+		budget = 1 << 50
+	}
+	s, err := b.pending(ctx, scanLost, cursor, min(n, readBatch), budget)
+	if err != nil {
+		return nil, 0, err
+	}
+	b.lostWhilePending(ctx, s.deleted)
+	b.mu.Lock()
+	b.lost = s.next
+	if s.next == "0-0" || s.next == "" {
+		b.lost = ""
+	}
+	b.mu.Unlock()
+	b.noteSizes(s.msgs)
+	return b.accept(ctx, s.msgs), len(s.msgs) + len(s.deleted) + s.buried, nil
 }
 
 // A message is one stream entry read from Redis.
@@ -340,19 +522,19 @@ type message struct {
 func (b *Backend) takeBackOwn(ctx context.Context) error {
 	cursor := "0-0"
 	for {
-		msgs, deleted, next, err := b.pending(ctx, true, cursor, 1000, b.cfg.MaxPullBytes)
+		s, err := b.pending(ctx, scanOwn, cursor, 1000, b.cfg.MaxPullBytes)
 		if err != nil {
 			return fmt.Errorf("redis: re-read own pending entries: %w", err)
 		}
-		b.lostWhilePending(ctx, deleted)
-		b.holdFirst(b.accept(ctx, msgs))
-		if len(msgs) > 0 {
-			b.log.InfoContext(ctx, "took back own pending entries", slog.Int("entries", len(msgs)))
+		b.lostWhilePending(ctx, s.deleted)
+		b.holdFirst(b.accept(ctx, s.msgs))
+		if len(s.msgs) > 0 {
+			b.log.InfoContext(ctx, "took back own pending entries", slog.Int("entries", len(s.msgs)))
 		}
-		if next == "0-0" || next == "" {
+		if s.next == "0-0" || s.next == "" {
 			return nil
 		}
-		cursor = next
+		cursor = s.next
 	}
 }
 
@@ -362,19 +544,19 @@ func (b *Backend) claim(ctx context.Context, n, budget int) ([]message, error) {
 	b.mu.Lock()
 	cursor := b.cursor
 	b.mu.Unlock()
-	msgs, deleted, next, err := b.pending(ctx, false, cursor, n, budget)
+	s, err := b.pending(ctx, scanClaim, cursor, n, budget)
 	if err != nil {
 		return nil, err
 	}
-	b.lostWhilePending(ctx, deleted)
+	b.lostWhilePending(ctx, s.deleted)
 	b.mu.Lock()
-	b.cursor = next
-	if next == "0-0" || next == "" {
+	b.cursor = s.next
+	if s.next == "0-0" || s.next == "" {
 		b.cursor = "0-0"
 		b.claimAt = time.Now().Add(b.claimEvery())
 	}
 	b.mu.Unlock()
-	return msgs, nil
+	return s.msgs, nil
 }
 
 // boundArgs are the ARGV that luaBounds reads: a read of up to n entries of at most
@@ -388,49 +570,43 @@ func (b *Backend) boundArgs(n, budget int) []any {
 		b.cfg.DeadLetterMaxLen, budget, n}
 }
 
-// readNew reads up to n new entries of at most budget bytes together with readScript.
-// more reports that it stopped at a bound rather than at the end of the stream.
-func (b *Backend) readNew(ctx context.Context, n, budget int) (msgs []message, more bool, err error) {
-	raw, err := b.runBounded(ctx, readScript, b.boundArgs(n, budget))
-	if err != nil {
-		return nil, false, err
-	}
-	if len(raw) != 4 {
-		return nil, false, fmt.Errorf("redis: read script answered %s", clipText(fmt.Sprint(raw), textMax))
-	}
-	msgs, _, err = parseClaimed(raw[0], nil)
-	if err != nil {
-		return nil, false, err
-	}
-	trimmed, _ := raw[2].(int64)
-	b.buried(ctx, raw[1], trimmed)
-	flag, _ := raw[3].(int64)
-	return msgs, flag == 1, nil
+// What a step of pendingScript takes over: the entries of any consumer idle longer
+// than ClaimAfter (a claim); this consumer's own, left by an earlier process of the
+// same name; or this consumer's own delivered by a read whose reply did not arrive.
+const (
+	scanClaim = ""
+	scanOwn   = "own"
+	scanLost  = "lost"
+)
+
+// A scanStep is what one step of pendingScript did.
+type scanStep struct {
+	msgs    []message // entries taken over
+	deleted []string  // ids of entries deleted while pending, dead-lettered
+	buried  int       // entries over MaxEntryBytes, dead-lettered in Redis
+	next    string    // where the next step starts; "0-0" when the scan is done
 }
 
-// pending runs pendingScript from cursor: a claim, or with own this consumer's own
-// entries. It returns the entries taken over, the ids of those deleted while pending
-// and the next cursor.
-func (b *Backend) pending(ctx context.Context, own bool, cursor string, n, budget int) ([]message, []string, string, error) {
-	idle, whose := b.cfg.ClaimAfter.Milliseconds(), ""
-	if own {
-		idle, whose = 0, "own"
+// pending runs one step of pendingScript from cursor, of the given scan.
+func (b *Backend) pending(ctx context.Context, scan, cursor string, n, budget int) (scanStep, error) {
+	idle := b.cfg.ClaimAfter.Milliseconds()
+	if scan != scanClaim {
+		idle = 0
 	}
-	raw, err := b.runBounded(ctx, pendingScript, append(b.boundArgs(n, budget), idle, cursor, whose))
+	raw, err := b.runBounded(ctx, pendingScript, append(b.boundArgs(n, budget), idle, cursor, scan))
 	if err != nil {
-		return nil, nil, "", err
+		return scanStep{}, err
 	}
 	if len(raw) != 5 {
-		return nil, nil, "", fmt.Errorf("redis: pending script answered %s", clipText(fmt.Sprint(raw), textMax))
+		return scanStep{}, fmt.Errorf("redis: pending script answered %s", clipText(fmt.Sprint(raw), textMax))
 	}
 	next, _ := raw[0].(string)
 	msgs, deleted, err := parseClaimed(raw[1], raw[2])
 	if err != nil {
-		return nil, nil, "", err
+		return scanStep{}, err
 	}
 	trimmed, _ := raw[4].(int64)
-	b.buried(ctx, raw[3], trimmed)
-	return msgs, deleted, next, nil
+	return scanStep{msgs: msgs, deleted: deleted, buried: b.buried(ctx, raw[3], trimmed), next: next}, nil
 }
 
 // runBounded runs a script of luaBounds, creating the group again when it is missing.
@@ -444,8 +620,8 @@ func (b *Backend) runBounded(ctx context.Context, s *goredis.Script, args []any)
 
 // buried accounts for the entries a script dead-lettered in Redis for being over
 // MaxEntryBytes ({{id, size}...}), and the dead letters it dropped to keep
-// DeadLetterMaxLen.
-func (b *Backend) buried(ctx context.Context, list any, trimmed int64) {
+// DeadLetterMaxLen. It returns how many entries were buried.
+func (b *Backend) buried(ctx context.Context, list any, trimmed int64) int {
 	entries, _ := list.([]any)
 	for _, e := range entries {
 		t, _ := e.([]any)
@@ -454,12 +630,23 @@ func (b *Backend) buried(ctx context.Context, list any, trimmed int64) {
 		}
 		id, _ := t[0].(string)
 		size, _ := t[1].(int64)
+		b.mu.Lock()
+		b.see(id)
+		b.mu.Unlock()
 		b.log.ErrorContext(ctx, "oversized entry dead-lettered in Redis", slog.String("entry", id),
 			slog.Int64("bytes", size), slog.Int("max_entry_bytes", b.cfg.MaxEntryBytes))
 	}
 	b.counts.poison.Add(int64(len(entries)))
 	b.counts.deadLettered.Add(int64(len(entries)))
 	b.droppedDeadLetters(ctx, trimmed)
+	return len(entries)
+}
+
+// see records that this process read, held or looked at entry id. b.mu is held.
+func (b *Backend) see(id string) {
+	if b.seen == "" || idLess(b.seen, id) {
+		b.seen = id
+	}
 }
 
 // droppedDeadLetters counts and logs the dead letters dropped to keep DeadLetterMaxLen.
@@ -483,6 +670,11 @@ func (b *Backend) lostWhilePending(ctx context.Context, ids []string) {
 	if len(ids) == 0 {
 		return
 	}
+	b.mu.Lock()
+	for _, id := range ids {
+		b.see(id)
+	}
+	b.mu.Unlock()
 	b.counts.deletedPending.Add(int64(len(ids)))
 	b.counts.deadLettered.Add(int64(len(ids)))
 	b.log.ErrorContext(ctx, "entries were deleted from the stream while pending; dead-lettered without their event",
@@ -500,6 +692,7 @@ func (b *Backend) accept(ctx context.Context, msgs []message) []backend.Delivery
 	hs := make([]holding, len(msgs))
 	b.mu.Lock()
 	for i, m := range msgs {
+		b.see(m.id)
 		size := entrySize(m.values)
 		var ev necro.Event
 		var err error
@@ -826,6 +1019,7 @@ func (b *Backend) Close() error {
 	defer cancel()
 	b.mu.Lock()
 	held := len(b.held)
+	lost := b.lost
 	args := []any{b.cfg.Group, b.cfg.Consumer, handBackIdle.Milliseconds()}
 	for _, list := range [][]*holding{b.released, b.nacked} {
 		for _, h := range list {
@@ -844,6 +1038,10 @@ func (b *Backend) Close() error {
 			b.log.InfoContext(ctx, "handed back unhandled deliveries to the group", slog.Int("deliveries", n))
 		}
 	}
+	if lost != "" {
+		b.log.InfoContext(ctx, "closing with entries of a cut-short read not yet read again; they stay pending and are claimed after ClaimAfter",
+			slog.String("after", strings.TrimPrefix(lost, "(")))
+	}
 	if held > len(args)-3 {
 		b.log.InfoContext(ctx, "closing with deliveries in progress; they stay pending and are claimed after ClaimAfter",
 			slog.Int("deliveries", held-(len(args)-3)))
@@ -859,7 +1057,7 @@ func (b *Backend) Close() error {
 	if err := b.forgetMarkers(ctx); err != nil {
 		b.log.DebugContext(ctx, "deleting enqueue markers failed; they expire on their own", slog.Any("err", err))
 	}
-	return b.rdb.Close()
+	return errors.Join(b.rdb.Close(), b.rrd.Close())
 }
 
 // DeadLetters lists up to max dead letters (all when max ≤ 0), oldest first. An entry
@@ -927,6 +1125,10 @@ func splitID(id string) (ms, seq uint64) {
 }
 
 func nowText() string { return time.Now().UTC().Format(necro.TimestampLayout) }
+
+// readSocketBuffer is the receive buffer of the read client's connections: ample for
+// replies of MaxPullBytes at local network latencies, small against an oversized entry.
+const readSocketBuffer = 1 << 20
 
 // readBatch caps the entries one read examines: smaller reads reach the handlers sooner, and keep the
 // Spine's pipeline flowing rather than moving in bursts.

@@ -193,56 +193,12 @@ local function bury(id, f, size, deliveries)
 end
 `
 
-// readScript reads new entries for this consumer: it buries those over MaxEntryBytes and
-// returns the others, until it has examined count entries or budget bytes, or the stream
-// has no more. It reads k entries at a time, k as many as fit in the budget left even if
-// each held MaxEntryBytes (4 with the defaults), so that a read never passes the budget
-// and Lua never holds more than k entries, of whatever size, at once; one XREADGROUP
-// per entry would cost Redis about twice as much. When not even one entry of
-// MaxEntryBytes fits any more, it looks at the next entry (XRANGE; nothing runs between
-// that and the read) and leaves one that would pass the budget unread, for the next
-// Pull. The caller leaves room for one entry of MaxEntryBytes. KEYS: stream, dead-letter
-// stream; ARGV as luaBounds says. It returns {{{id, fields, 1}...}, {{id, size}
-// buried...}, dead letters trimmed, 1 when it stopped at a bound}.
-var readScript = goredis.NewScript(luaBounds + `
-local out, used, seen, last, more = {}, 0, 0, nil, 0
-while true do
-  local left = B.count - #out - #B.buried
-  if left <= 0 or seen >= B.budget then more = 1 break end
-  local k = math.min(left, math.floor((B.budget - used) / B.max))
-  if k < 1 and last then
-    local nxt = redis.call('XRANGE', B.stream, '(' .. last, '+', 'COUNT', 1)
-    if #nxt == 0 then break end
-    local s = entrysize(nxt[1][2])
-    if s <= B.max and used + s > B.budget then more = 1 break end
-  end
-  k = math.max(k, 1)
-  local r = redis.call('XREADGROUP', 'GROUP', B.group, B.consumer, 'COUNT', k, 'STREAMS', B.stream, '>')
-  if not r then break end
-  local got = r[1][2]
-  for _, m in ipairs(got) do
-    last = m[1]
-    local s = entrysize(m[2])
-    seen = seen + s
-    if s > B.max then
-      bury(m[1], m[2], s, 1)
-    else
-      used = used + s
-      table.insert(out, {m[1], m[2], 1})
-    end
-  end
-  if #got < k then break end
-end
--- A buried entry is garbage now; collect it rather than let Lua's heap hold it.
-if #B.buried > 0 then collectgarbage('collect') end
-return {out, B.buried, B.trimmed, more}
-`)
-
 // pendingScript takes over pending entries idle at least ARGV[9] ms: any consumer's
 // (claims, in place of XAUTOCLAIM, which claims before anything can be measured), or
-// with ARGV[11] = "own" this consumer's own (taken back at start, with 0 ms), from the
-// cursor ARGV[10] ("0-0" at the start of a scan; an id, or "(" and an id to start after
-// it). It lists them with XPENDING, which sends no data, looking at ten times count
+// with ARGV[11] = "own" this consumer's own (taken back at start, with 0 ms), or with
+// "lost" this consumer's own delivered by a read whose reply did not arrive (whose
+// delivery count stays: that delivery is the one handed out now), from the cursor
+// ARGV[10] ("0-0" at the start of a scan; an id, or "(" and an id to start after it). It lists them with XPENDING, which sends no data, looking at ten times count
 // entries at most for a claim, as XAUTOCLAIM does; then it reads each that is idle long
 // enough alone with XRANGE: an entry deleted while pending is acked and dead-lettered
 // with the reason, so none vanishes silently; one over MaxEntryBytes is buried; the
@@ -253,7 +209,9 @@ return {out, B.buried, B.trimmed, more}
 // returns {next cursor ("0-0" when the scan is done), {{id, fields, deliveries}...},
 // {deleted ids}, {{id, size} buried...}, dead letters trimmed}.
 var pendingScript = goredis.NewScript(luaBounds + `
-local idle, own = tonumber(ARGV[9]), ARGV[11] == 'own'
+local idle, own = tonumber(ARGV[9]), ARGV[11] ~= ''
+local again = 1 -- the delivery XCLAIM counts
+if ARGV[11] == 'lost' then again = 0 end
 local scan, p = B.count, nil
 if own then
   p = redis.call('XPENDING', B.stream, B.group, ARGV[10], '+', scan, B.consumer)
@@ -263,7 +221,7 @@ else
 end
 local out, deleted, taken, used, seen, nextc = {}, {}, 0, 0, 0, '0-0'
 for i, e in ipairs(p) do
-  local id, n = e[1], e[4] + 1
+  local id, n = e[1], e[4] + again
   if taken >= B.count or seen >= B.budget then nextc = id break end
   if e[3] >= idle then
     taken = taken + 1
