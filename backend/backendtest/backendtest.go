@@ -572,7 +572,7 @@ func (s suite) concurrentConsumers(t *testing.T) {
 		wg.Go(func() {
 			for chunk := range slices.Chunk(evs, perBatch) {
 				if err := b.Enqueue(ctx, chunk...); err != nil {
-					fail(fmt.Errorf("Enqueue: %w", err))
+					fail(fmt.Errorf("enqueue: %w", err))
 					return
 				}
 			}
@@ -584,7 +584,7 @@ func (s suite) concurrentConsumers(t *testing.T) {
 				ds, err := b.Pull(ctx, 16)
 				if err != nil {
 					if ctx.Err() == nil {
-						fail(fmt.Errorf("Pull: %w", err))
+						fail(fmt.Errorf("pull: %w", err))
 					}
 					return
 				}
@@ -599,7 +599,7 @@ func (s suite) concurrentConsumers(t *testing.T) {
 				done := len(seen) == total
 				mu.Unlock()
 				if err := b.Settle(ctx, acks(ds)...); err != nil {
-					fail(fmt.Errorf("Settle: %w", err))
+					fail(fmt.Errorf("settle: %w", err))
 					return
 				}
 				if done {

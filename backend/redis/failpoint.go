@@ -1,3 +1,5 @@
+//go:build necro_failpoint
+
 package redis
 
 import (
@@ -7,14 +9,14 @@ import (
 	"sync/atomic"
 )
 
-// FailpointEnv names the environment variable that arms a crash point, for fault tests
-// that run workers as processes. "before-settle:N" kills the process with SIGKILL as its
-// N-th settle script is about to run: the handler's children exist only in memory.
-// "after-settle:N" kills it right after the N-th settle script ran, before the reply is
-// used. Unset, as in production, it costs one nil check per Settle.
-const FailpointEnv = "NECRO_REDIS_FAILPOINT"
-
-var failpoint = parseFailpoint(os.Getenv(FailpointEnv))
+// Fault injection exists only in binaries built with the necro_failpoint tag, as the
+// fault tests and the chaos harness build theirs; failpoint_off.go is what every other
+// binary gets. There, the environment variable NECRO_REDIS_FAILPOINT arms a crash point
+// for fault tests that run workers as processes. "before-settle:N" kills the process
+// with SIGKILL as its N-th settle script is about to run: the handler's children exist
+// only in memory. "after-settle:N" kills it right after the N-th settle script ran,
+// before the reply is used.
+var failpoint = parseFailpoint(os.Getenv("NECRO_REDIS_FAILPOINT"))
 
 type crashPoint struct {
 	where string

@@ -1,4 +1,4 @@
-//go:build !unix
+//go:build necro_failpoint && !unix
 
 package redis
 

@@ -1013,8 +1013,10 @@ func (b *Backend) Close() error {
 	close(b.closing)
 	b.bgStop()
 	b.bg.Wait()
-	b.inflight.Lock() // wait for the calls under way; later ones see closed
-	b.inflight.Unlock()
+	// The write lock is a barrier: it is granted once the calls under way (each holding a
+	// read lock from enter) have returned; later calls see closed and do not start.
+	b.inflight.Lock()
+	b.inflight.Unlock() //lint:ignore SA2001 an empty critical section is the barrier described above
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	b.mu.Lock()

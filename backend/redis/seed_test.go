@@ -1006,7 +1006,7 @@ func TestSeedDelayedRetry(t *testing.T) {
 	check := func(t *testing.T, d backend.Delivery, ev necro.Event, at time.Time) {
 		t.Helper()
 		// The delayed set scores in milliseconds: allow the rounding.
-		if early := at.Sub(time.Now()); early > time.Millisecond {
+		if early := time.Until(at); early > time.Millisecond {
 			t.Errorf("the retry came out %v before it was due", early)
 		}
 		if d.Event.ID() != ev.ID() || d.Event.Attempt() != 2 || !d.Event.Targets("Organ") || d.Event.Targets("Other") {

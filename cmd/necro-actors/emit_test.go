@@ -348,7 +348,7 @@ func TestEmitPartialFailureResumes(t *testing.T) {
 			if got := c.run(t, args...); got != exitFailed {
 				t.Fatalf("exit %d, want %d (the queue is full part-way)\n%s", got, exitFailed, c.output())
 			}
-			idx, ids := streamIndexes(t, srv)
+			_, ids := streamIndexes(t, srv)
 			k := len(ids)
 			if k == 0 || k == n {
 				t.Fatalf("the stream holds %d of %d events; the test wants a failure part-way", k, n)
@@ -389,7 +389,7 @@ func TestEmitPartialFailureResumes(t *testing.T) {
 			if got := c.run(t, strings.Fields(resume[1])...); got != exitOK {
 				t.Fatalf("the resume command %q: exit %d\n%s", resume[1], got, c.output())
 			}
-			idx, _ = streamIndexes(t, srv)
+			idx, _ := streamIndexes(t, srv)
 			for k, i := range idx {
 				if i != k {
 					t.Fatalf("after the resume, stream entry %d holds event %d; want every line once, in order", k, i)

@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	tierName := fs.String("tier", "full", "`tier`: short (CI, a few minutes) or full (the issue's sizes and durations)")
 	only := fs.String("scenario", "", "run only these scenarios (comma-separated `names`); -list shows them")
 	list := fs.Bool("list", false, "list the scenarios and exit")
-	bin := fs.String("bin", "", "the necro-actors `binary` the workers run; empty builds it from this module")
+	bin := fs.String("bin", "", "the necro-actors `binary` the workers run; empty builds it from this module (a binary of your own needs -tags necro_failpoint for crash-emit-settle)")
 	race := fs.Bool("race", false, "build necro-actors with the race detector")
 	jsonOut := fs.String("json", "", "write the results as JSON to this `file`")
 	mdOut := fs.String("markdown", "", "write the results as a Markdown table to this `file`")
@@ -221,10 +221,12 @@ func runAll(ctx context.Context, o options, t tier, chosen []scenario) []result 
 	return out
 }
 
-// buildWorker builds necro-actors from the module the harness belongs to.
+// buildWorker builds necro-actors from the module the harness belongs to, with the
+// necro_failpoint tag: the crash-emit-settle scenario arms the Redis store's crash points,
+// which production builds do not have.
 func buildWorker(ctx context.Context, dir string, race bool) (string, error) {
 	out := filepath.Join(dir, "necro-actors")
-	args := []string{"build", "-o", out}
+	args := []string{"build", "-tags", "necro_failpoint", "-o", out}
 	if race {
 		args = append(args, "-race")
 	}

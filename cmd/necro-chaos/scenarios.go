@@ -26,6 +26,10 @@ type tier struct {
 	long  bool    // the full durations: 30s of kills, a 20s stall
 }
 
+// failpointEnv arms a crash point of the Redis store in a worker built with the
+// necro_failpoint tag, as buildWorker builds them (see backend/redis/failpoint.go).
+const failpointEnv = "NECRO_REDIS_FAILPOINT"
+
 var (
 	shortTier = tier{name: "short", scale: 0.2}
 	fullTier  = tier{name: "full", scale: 1, long: true}
@@ -264,7 +268,7 @@ func crashBetweenEmitAndSettle(t tier, base clusterConfig) scenario {
 				w.signal(sigterm)
 				w.wait(30 * time.Second)
 				w.hold(false)
-				if err := w.start([]string{fmt.Sprintf("%s=%s:%d", necroredis.FailpointEnv, where, 3+2*i)}); err != nil {
+				if err := w.start([]string{fmt.Sprintf("%s=%s:%d", failpointEnv, where, 3+2*i)}); err != nil {
 					return err
 				}
 			}
