@@ -1,6 +1,46 @@
 package necro
 
-import "unsafe"
+import "slices"
+
+// Correlation returns the correlation id of the chain: the root's id.
+func (ev Event) Correlation() string {
+	if ev.e == nil {
+		return ""
+	}
+	if ev.e.meta.CorrelationID != "" {
+		return ev.e.meta.CorrelationID
+	}
+	return ev.e.id
+}
+
+// Depth returns the event's depth in its causal chain, 0 for a root.
+func (ev Event) Depth() int {
+	if ev.e == nil {
+		return 0
+	}
+	return ev.e.meta.Depth
+}
+
+// Attempt returns the event's attempt number, 1 for a first delivery.
+func (ev Event) Attempt() int {
+	if ev.e == nil {
+		return 1
+	}
+	return ev.e.meta.Attempt
+}
+
+// Targets reports whether organ may handle this event: true unless the event is a
+// retried copy meant for other organs only.
+func (ev Event) Targets(organ string) bool {
+	if ev.e == nil || len(ev.e.meta.Targets) == 0 {
+		return true
+	}
+	return slices.Contains(ev.e.meta.Targets, organ)
+}
+
+// Targeted reports whether ev is a retried copy meant only for some organs (see
+// [Event.Targets]).
+func (ev Event) Targeted() bool { return ev.e != nil && len(ev.e.meta.Targets) > 0 }
 
 // ChildOf returns a copy of ev stamped as a child of parent: the correlation id of
 // parent's chain, parent's id as causation id, parent's depth + 1, attempt 1. The trace
@@ -27,6 +67,31 @@ func (ev Event) ChildOf(parent Event) Event {
 	return Event{c}
 }
 
+// EmittedBy returns ev stamped as the index-th event organ emitted while handling parent:
+// the lineage of [Event.ChildOf] and, when ev's id was generated (by [NewEvent] or a
+// [Draft] without an ID), the id [DeriveID] gives. An id the caller chose is kept. The
+// Spine calls it on every event an organ emits.
+func (ev Event) EmittedBy(parent Event, organ string, index int) Event {
+	c := ev.ChildOf(parent) // a fresh copy, unless ev or parent is the zero Event
+	if c.e == nil || parent.e == nil || !c.e.generatedID() {
+		return c
+	}
+	deriveID(&c.e.idBuf, parent.e.id, organ, index)
+	return c
+}
+
+// EmittedIn is [Event.EmittedBy] for a child emitted inside a traced handling: a child
+// without a trace context of its own is created in tc, the context of the span that
+// handled parent, rather than in parent's. A zero tc keeps EmittedBy's rule.
+func (ev Event) EmittedIn(tc TraceContext, parent Event, organ string, index int) Event {
+	c := ev.EmittedBy(parent, organ, index) // a fresh copy unless ev or parent is zero
+	if c.e == nil || parent.e == nil || tc.IsZero() || ev.e.meta.TraceParent != "" {
+		return c
+	}
+	c.e.meta.TraceParent, c.e.meta.TraceState = tc.Parent, tc.State
+	return c
+}
+
 // Retry returns a copy of ev for another handling attempt by the given organs only:
 // attempt set to attempt, Targets to organs, all other lineage kept. The organ names are
 // taken as they are: they must be mounted names, which are never blank.
@@ -42,17 +107,3 @@ func (ev Event) Retry(attempt int, organs ...string) Event {
 	}
 	return Event{c}
 }
-
-// clone copies the event. A generated id lives in the event's own buffer; the copy's id
-// must point into the copy's buffer, or every copy would keep the original alive.
-func (e *event) clone() *event {
-	c := *e
-	if e.generatedID() {
-		c.id = unsafe.String(&c.idBuf[0], len(c.idBuf))
-	}
-	return &c
-}
-
-// Targeted reports whether ev is a retried copy meant only for some organs (see
-// [Event.Targets]).
-func (ev Event) Targeted() bool { return ev.e != nil && len(ev.e.meta.Targets) > 0 }
