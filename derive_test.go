@@ -44,7 +44,7 @@ func TestEmittedByDerivesGeneratedIDsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	genID := gen.ID()
-	got := gen.EmittedBy(parent, "A", 2)
+	got := gen.EmittedBy(parent, "A", 2, necro.TraceContext{})
 	if want := necro.DeriveID(parent.ID(), "A", 2); got.ID() != want {
 		t.Errorf("EmittedBy gave id %s, want DeriveID's %s", got.ID(), want)
 	}
@@ -59,14 +59,14 @@ func TestEmittedByDerivesGeneratedIDsOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := own.EmittedBy(parent, "A", 0); got.ID() != chosen {
+	if got := own.EmittedBy(parent, "A", 0, necro.TraceContext{}); got.ID() != chosen {
 		t.Errorf("EmittedBy replaced the caller's id %s with %s", chosen, got.ID())
 	}
 	decoded, err := necro.DecodeEvent([]byte(`{"id":"` + chosen + `","timestamp":"2025-01-15T10:30:45+00:00","event_type":"x","payload":{}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := decoded.EmittedBy(parent, "A", 0); got.ID() != chosen {
+	if got := decoded.EmittedBy(parent, "A", 0, necro.TraceContext{}); got.ID() != chosen {
 		t.Errorf("EmittedBy replaced a decoded event's id %s with %s", chosen, got.ID())
 	}
 }

@@ -21,8 +21,8 @@ func ExampleEvent_EmittedBy() {
 		return
 	}
 
-	first := reserved.EmittedBy(order, "inventory", 0)
-	again := reserved.EmittedBy(order, "inventory", 0) // the same handling, repeated
+	first := reserved.EmittedBy(order, "inventory", 0, necro.TraceContext{})
+	again := reserved.EmittedBy(order, "inventory", 0, necro.TraceContext{}) // the same handling, repeated
 	fmt.Println(first.ID())
 	fmt.Println(again.ID() == first.ID(), first.ID() == necro.DeriveID(order.ID(), "inventory", 0))
 	m := first.Meta()
@@ -34,7 +34,7 @@ func ExampleEvent_EmittedBy() {
 		fmt.Println(err)
 		return
 	}
-	paid = paid.EmittedBy(first, "billing", 0)
+	paid = paid.EmittedBy(first, "billing", 0, necro.TraceContext{})
 	fmt.Println(paid.Correlation(), paid.Depth())
 
 	// An id the organ chose is kept.
@@ -43,7 +43,7 @@ func ExampleEvent_EmittedBy() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(chosen.EmittedBy(order, "audit", 0).ID())
+	fmt.Println(chosen.EmittedBy(order, "audit", 0, necro.TraceContext{}).ID())
 	// Output:
 	// 13b4963e-bd94-47b9-b5bb-a481c0a44d5a
 	// true true

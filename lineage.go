@@ -44,52 +44,53 @@ func (ev Event) Targeted() bool { return ev.e != nil && len(ev.e.meta.Targets) >
 
 // ChildOf returns a copy of ev stamped as a child of parent: the correlation id of
 // parent's chain, parent's id as causation id, parent's depth + 1, attempt 1. The trace
-// context ev was created with is kept; when it has none it inherits parent's. The
-// Spine calls it on every event an organ emits; it validates nothing, since both events
-// are valid already.
+// context ev was created with is kept; when it has none it inherits parent's. ev keeps
+// its id. ChildOf records by hand that one event caused another; the Spine stamps the
+// events organs emit with [Event.EmittedBy]. It validates nothing, since both events are
+// valid already.
 func (ev Event) ChildOf(parent Event) Event {
+	return ev.stampChild(parent, TraceContext{}, false, "", 0)
+}
+
+// EmittedBy returns ev stamped as the index-th event organ emitted while handling parent,
+// in the span whose trace context is tc. The Spine calls it on every event an organ
+// emits. The lineage is that of [Event.ChildOf], with two differences:
+//   - when ev's id was generated (by [NewEvent] or a [Draft] without an ID), the copy has
+//     the id [DeriveID] gives for parent, organ and index, so that a handling that is
+//     repeated emits the same ids; an id the caller chose is kept;
+//   - a child without a trace context of its own is created in tc, the context of the
+//     span that handled parent, rather than in parent's. A zero tc keeps parent's.
+func (ev Event) EmittedBy(parent Event, organ string, index int, tc TraceContext) Event {
+	return ev.stampChild(parent, tc, true, organ, index)
+}
+
+// stampChild is the one place lineage is stamped on a child, for ChildOf and EmittedBy.
+// The trace context is ev's own, else tc, else parent's; with derive set, a generated id
+// is replaced by the one DeriveID gives for parent, organ and index.
+func (ev Event) stampChild(parent Event, tc TraceContext, derive bool, organ string, index int) Event {
 	if ev.e == nil || parent.e == nil {
 		return ev
 	}
 	c := ev.e.clone()
-	tp, ts := c.meta.TraceParent, c.meta.TraceState
-	if tp == "" {
-		tp, ts = parent.e.meta.TraceParent, parent.e.meta.TraceState
+	trace := TraceContext{Parent: c.meta.TraceParent, State: c.meta.TraceState}
+	if trace.IsZero() {
+		trace = tc
+	}
+	if trace.IsZero() {
+		trace = TraceContext{Parent: parent.e.meta.TraceParent, State: parent.e.meta.TraceState}
 	}
 	c.meta = Metadata{
 		CorrelationID: parent.Correlation(),
 		CausationID:   parent.e.id,
 		Depth:         parent.e.meta.Depth + 1,
 		Attempt:       1,
-		TraceParent:   tp,
-		TraceState:    ts,
+		TraceParent:   trace.Parent,
+		TraceState:    trace.State,
+	}
+	if derive && c.generatedID() {
+		deriveID(&c.idBuf, parent.e.id, organ, index)
 	}
 	return Event{c}
-}
-
-// EmittedBy returns ev stamped as the index-th event organ emitted while handling parent:
-// the lineage of [Event.ChildOf] and, when ev's id was generated (by [NewEvent] or a
-// [Draft] without an ID), the id [DeriveID] gives. An id the caller chose is kept. The
-// Spine calls it on every event an organ emits.
-func (ev Event) EmittedBy(parent Event, organ string, index int) Event {
-	c := ev.ChildOf(parent) // a fresh copy, unless ev or parent is the zero Event
-	if c.e == nil || parent.e == nil || !c.e.generatedID() {
-		return c
-	}
-	deriveID(&c.e.idBuf, parent.e.id, organ, index)
-	return c
-}
-
-// EmittedIn is [Event.EmittedBy] for a child emitted inside a traced handling: a child
-// without a trace context of its own is created in tc, the context of the span that
-// handled parent, rather than in parent's. A zero tc keeps EmittedBy's rule.
-func (ev Event) EmittedIn(tc TraceContext, parent Event, organ string, index int) Event {
-	c := ev.EmittedBy(parent, organ, index) // a fresh copy unless ev or parent is zero
-	if c.e == nil || parent.e == nil || tc.IsZero() || ev.e.meta.TraceParent != "" {
-		return c
-	}
-	c.e.meta.TraceParent, c.e.meta.TraceState = tc.Parent, tc.State
-	return c
 }
 
 // Retry returns a copy of ev for another handling attempt by the given organs only:

@@ -359,7 +359,7 @@ func (c *coordinator) settle(rec *record, now time.Time) backend.Settlement {
 				tc = span.TraceContext() // the children are created in the span that emitted them
 			}
 			for j, child := range res.Children {
-				child = child.EmittedIn(tc, ev, name, j)
+				child = child.EmittedBy(ev, name, j, tc)
 				if child.Depth() > maxDepth {
 					stats.depthExceeded.Add(1)
 					span.Note("necro.budget_exceeded", "depth budget exceeded")
