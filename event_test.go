@@ -1066,7 +1066,7 @@ func TestZeroEvent(t *testing.T) {
 	if p := ev.Payload(); p == nil || len(p) != 0 || string(ev.PayloadJSON()) != "{}" || ev.PayloadSize() != 2 {
 		t.Errorf("zero Event payload: %#v %s %d", p, ev.PayloadJSON(), ev.PayloadSize())
 	}
-	if ev.Attempt() != 1 || ev.Depth() != 0 || ev.Meta().Attempt != 1 || !ev.Targets("any") {
+	if ev.Attempt() != 1 || ev.Depth() != 0 || ev.Meta().Attempt != 1 || !ev.IsFor("any") || !ev.IsForAll() {
 		t.Errorf("zero Event meta: attempt %d, depth %d", ev.Attempt(), ev.Depth())
 	}
 	if _, err := ev.WithMeta(necro.Metadata{}); !errors.Is(err, necro.ErrInvalidEvent) {
@@ -1145,8 +1145,8 @@ func TestEventWithMeta(t *testing.T) {
 	if child.Correlation() != otherID || child.Meta().CausationID != validID || child.Depth() != 3 || child.Attempt() != 2 {
 		t.Errorf("WithMeta() meta = %+v", child.Meta())
 	}
-	if !child.Targets("billing") || child.Targets("audit") || !root.Targets("audit") {
-		t.Error("Targets(): want only billing for the child, anyone for the root")
+	if !child.IsFor("billing") || child.IsFor("audit") || child.IsForAll() || !root.IsFor("audit") || !root.IsForAll() {
+		t.Error("IsFor(), IsForAll(): want only billing for the child, anyone for the root")
 	}
 	if child.ID() != root.ID() || child.Type() != root.Type() || !child.Timestamp().Equal(root.Timestamp()) || child.Equal(root) {
 		t.Errorf("WithMeta() changed the body or kept the meta: %v vs %v", child, root)

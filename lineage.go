@@ -29,18 +29,18 @@ func (ev Event) Attempt() int {
 	return ev.e.meta.Attempt
 }
 
-// Targets reports whether organ may handle this event: true unless the event is a
-// retried copy meant for other organs only.
-func (ev Event) Targets(organ string) bool {
+// IsFor reports whether organ may handle this event: true unless the event is a retried
+// copy meant for other organs only (its [Metadata] Targets name the organs it is for).
+func (ev Event) IsFor(organ string) bool {
 	if ev.e == nil || len(ev.e.meta.Targets) == 0 {
 		return true
 	}
 	return slices.Contains(ev.e.meta.Targets, organ)
 }
 
-// Targeted reports whether ev is a retried copy meant only for some organs (see
-// [Event.Targets]).
-func (ev Event) Targeted() bool { return ev.e != nil && len(ev.e.meta.Targets) > 0 }
+// IsForAll reports whether every organ that listens to the event's type may handle it:
+// true unless the event is a retried copy meant for some organs only (see [Event.IsFor]).
+func (ev Event) IsForAll() bool { return ev.e == nil || len(ev.e.meta.Targets) == 0 }
 
 // ChildOf returns a copy of ev stamped as a child of parent: the correlation id of
 // parent's chain, parent's id as causation id, parent's depth + 1, attempt 1. The trace

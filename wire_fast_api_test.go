@@ -105,7 +105,7 @@ func ExampleDecodeEntry() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(ev.Type(), ev.Correlation(), ev.Depth(), ev.Attempt(), ev.Targets("billing"), ev.Targets("audit"))
+	fmt.Println(ev.Type(), ev.Correlation(), ev.Depth(), ev.Attempt(), ev.IsFor("billing"), ev.IsFor("audit"))
 
 	// An entry without metadata holds a root event.
 	root, _ := necro.DecodeEntry(event, nil)

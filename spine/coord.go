@@ -169,7 +169,7 @@ func (c *coordinator) admit(ds []backend.Delivery) {
 func (c *coordinator) targeted(organs []int, ev necro.Event) []int {
 	var out []int
 	for _, o := range organs {
-		if ev.Targets(c.organs[o].name) {
+		if ev.IsFor(c.organs[o].name) {
 			out = append(out, o)
 		}
 	}

@@ -199,7 +199,7 @@ func TestWirePythonEntriesDecode(t *testing.T) {
 			}
 			// A Python entry carries no meta: the event is a root.
 			if got.Correlation() != id || got.Meta().CausationID != "" || got.Depth() != 0 || got.Attempt() != 1 ||
-				got.Targeted() {
+				!got.IsForAll() {
 				t.Errorf("lineage %+v, want a root (correlation = its own id, depth 0, attempt 1)", got.Meta())
 			}
 		})
