@@ -189,7 +189,7 @@ func TestPermanent(t *testing.T) {
 		{"permanent", p, true},
 		{"wrapped permanent", fmt.Errorf("handle order: %w", p), true},
 		{"joined", errors.Join(io.EOF, p), true},
-		{"organ error", &necro.OrganError{Organ: "billing", Event: "x", Err: p}, true},
+		{"wrapped twice", fmt.Errorf("organ billing: %w", fmt.Errorf("handle: %w", p)), true},
 		{"panic with a permanent error", &necro.PanicError{Value: p}, true},
 	}
 	for _, tt := range tests {
@@ -216,17 +216,6 @@ func TestPanicErrorUnwrap(t *testing.T) {
 	s := &necro.PanicError{Value: "index out of range"}
 	if s.Unwrap() != nil || errors.Is(s, io.ErrUnexpectedEOF) || !strings.Contains(s.Error(), "index out of range") {
 		t.Errorf("PanicError{string}: Unwrap %v, Error %q", s.Unwrap(), s.Error())
-	}
-}
-
-func TestOrganError(t *testing.T) {
-	e := fmt.Errorf("dispatch: %w", &necro.OrganError{Organ: "billing", Event: validID, Err: necro.ErrHandlerTimeout})
-	var oe *necro.OrganError
-	if !errors.As(e, &oe) || oe.Organ != "billing" || !errors.Is(e, necro.ErrHandlerTimeout) {
-		t.Errorf("errors.As/Is on %v failed", e)
-	}
-	if want := "organ billing, event " + validID + ": " + necro.ErrHandlerTimeout.Error(); oe.Error() != want {
-		t.Errorf("Error() = %q, want %q", oe.Error(), want)
 	}
 }
 
