@@ -343,7 +343,7 @@ func validMetadata(rt *rapid.T) Metadata {
 }
 
 // TestParseMetadataFastMatchesGeneral checks parseMetadataFast against the general
-// decoder on metadata drawn near the shape it takes, as FuzzDecodeEntry does.
+// decoder on metadata drawn near the shape it takes, as FuzzDecodeWithMeta does.
 func TestParseMetadataFastMatchesGeneral(t *testing.T) {
 	ws := rapid.SampledFrom([]string{"", "", "", " ", "\n  ", "\t"})
 	id := rapid.StringMatching(`[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}`)
