@@ -11,11 +11,14 @@ import (
 )
 
 // parseID accepts a canonical UUID (8-4-4-4-12 hex digits, any case) of version 4 and
-// RFC 4122 variant, and returns it lowercase.
+// RFC 4122 variant, and returns it lowercase: s itself when it is lowercase already.
 func parseID(field, s string) (string, error) {
 	var b [36]byte
 	if err := lowerID(&b, field, s); err != nil {
 		return "", err
+	}
+	if string(b[:]) == s {
+		return s, nil // already lowercase: strings are immutable, so sharing s saves a copy
 	}
 	return string(b[:]), nil
 }
@@ -23,8 +26,8 @@ func parseID(field, s string) (string, error) {
 // lowerID checks s as parseID does and writes it to b in lowercase. It reads bytes as
 // well as strings, so that a decoder can check an id in place, without a copy.
 func lowerID[S string | []byte](b *[36]byte, field string, s S) error {
-	// The usual id passes a quick check by table; any other string goes through the
-	// loop below, which finds the first thing wrong for the error.
+	// The usual id passes a quick check by table; any other string goes to idError,
+	// which finds the first thing wrong for the error.
 	if len(s) == 36 && s[8] == '-' && s[13] == '-' && s[18] == '-' && s[23] == '-' {
 		var bad byte
 		for _, p := range idPos {
@@ -37,37 +40,30 @@ func lowerID[S string | []byte](b *[36]byte, field string, s S) error {
 			return nil
 		}
 	}
+	return idError(field, string(s))
+}
+
+// idError says what keeps s from being a canonical UUID v4: the length, then the first
+// character out of place, then the version, then the variant. s must be a string that
+// lowerID's quick check refused.
+func idError(field, s string) error {
 	if len(s) != 36 {
-		return invalid(field, fmt.Sprintf("%q is not a UUID v4 (want 36 characters, got %d)", clip(string(s)), len(s)))
+		return invalid(field, fmt.Sprintf("%q is not a UUID v4 (want 36 characters, got %d)", clip(s), len(s)))
 	}
 	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
+		switch c := s[i]; {
+		case i == 8 || i == 13 || i == 18 || i == 23:
 			if c != '-' {
-				return invalid(field, fmt.Sprintf("%q is not a UUID v4 (want hyphens at 9, 14, 19, 24)", string(s)))
+				return invalid(field, fmt.Sprintf("%q is not a UUID v4 (want hyphens at 9, 14, 19, 24)", s))
 			}
-			b[i] = c
-			continue
+		case lowerHex[c]&0x80 != 0:
+			return invalid(field, fmt.Sprintf("%q is not a UUID v4 (%q is not a hex digit)", s, c))
 		}
-		switch {
-		case '0' <= c && c <= '9', 'a' <= c && c <= 'f':
-		case 'A' <= c && c <= 'F':
-			c += 'a' - 'A'
-		default:
-			return invalid(field, fmt.Sprintf("%q is not a UUID v4 (%q is not a hex digit)", string(s), c))
-		}
-		b[i] = c
 	}
-	if b[14] != '4' {
-		return invalid(field, fmt.Sprintf("%q is a version %c UUID, want a UUID v4", string(s), b[14]))
+	if v := lowerHex[s[14]]; v != '4' {
+		return invalid(field, fmt.Sprintf("%q is a version %c UUID, want a UUID v4", s, v))
 	}
-	switch b[19] {
-	case '8', '9', 'a', 'b':
-	default:
-		return invalid(field, fmt.Sprintf("%q is not a UUID v4 (variant must be 8, 9, a or b)", string(s)))
-	}
-	return nil
+	return invalid(field, fmt.Sprintf("%q is not a UUID v4 (variant must be 8, 9, a or b)", s))
 }
 
 // idPos is where the two hex digits of each of a UUID's 16 bytes go.
