@@ -23,71 +23,72 @@ func decodeEventFast(data []byte) (Event, bool) {
 	if !utf8.Valid(data) {
 		return Event{}, false
 	}
-	var (
-		id, ts, typ, payload []byte
-		seen                 uint8 // a bit per key, to catch a repeated one
-		spaced, ok           bool
-	)
-	i := skipSpace(data, 0)
-	if i >= len(data) || data[i] != '{' {
+	f := eventFields{data: data}
+	if !eachMember(data, f.read) || f.seen&requiredEventKeys != requiredEventKeys {
 		return Event{}, false
 	}
-	for {
-		var key []byte
-		if key, i, ok = plainString(data, skipSpace(data, i+1)); !ok {
-			return Event{}, false
-		}
-		if i = skipSpace(data, i); i >= len(data) || data[i] != ':' {
-			return Event{}, false
-		}
-		i = skipSpace(data, i+1)
-		var bit uint8
-		switch string(key) {
-		case "id":
-			bit = 1
-			id, i, ok = plainString(data, i)
-		case "timestamp":
-			bit = 2
-			ts, i, ok = plainString(data, i)
-		case "event_type":
-			bit = 4
-			typ, i, ok = plainString(data, i)
-		case "payload":
-			bit = 8
-			// Only an object can be a payload; scanValue checks its syntax and depth.
-			if ok = i < len(data) && data[i] == '{'; ok {
-				var end int
-				var err error
-				end, spaced, err = scanValue(data, i, maxPayloadDepth)
-				payload, i, ok = data[i:end], end, err == nil
-			}
-		}
-		if !ok || bit == 0 || seen&bit != 0 {
-			return Event{}, false
-		}
-		seen |= bit
-		if i = skipSpace(data, i); i >= len(data) {
-			return Event{}, false
-		}
-		if data[i] == '}' {
-			break
-		}
-		if data[i] != ',' {
-			return Event{}, false
-		}
-	}
-	if skipSpace(data, i+1) != len(data) || seen&7 != 7 {
-		return Event{}, false
-	}
+	return f.event()
+}
 
+// The keys of an event's wire body, a bit each, to catch a repeated one.
+const (
+	idKey uint8 = 1 << iota
+	timestampKey
+	typeKey
+	payloadKey
+
+	requiredEventKeys = idKey | timestampKey | typeKey
+)
+
+// eventFields are the members of an event's wire body as decodeEventFast reads them:
+// slices of data, not checked yet.
+type eventFields struct {
+	data                 []byte
+	id, ts, typ, payload []byte
+	spaced               bool // the payload holds white space between tokens
+	seen                 uint8
+}
+
+// read reads the value of key at data[at], for eachMember.
+func (f *eventFields) read(key []byte, at int) (end int, ok bool) {
+	var bit uint8
+	switch string(key) {
+	case "id":
+		bit = idKey
+		f.id, end, ok = plainString(f.data, at)
+	case "timestamp":
+		bit = timestampKey
+		f.ts, end, ok = plainString(f.data, at)
+	case "event_type":
+		bit = typeKey
+		f.typ, end, ok = plainString(f.data, at)
+	case "payload":
+		bit = payloadKey
+		// Only an object can be a payload; scanValue checks its syntax and depth.
+		if at < len(f.data) && f.data[at] == '{' {
+			var err error
+			end, f.spaced, err = scanValue(f.data, at, maxPayloadDepth)
+			f.payload, ok = f.data[at:end], err == nil
+		}
+	}
+	if !ok || f.seen&bit != 0 {
+		return at, false
+	}
+	f.seen |= bit
+	return end, true
+}
+
+// event checks the fields as DecodeEvent does and builds the event. It reports false
+// for an event that breaks a rule: the general decoder then writes the error.
+func (f *eventFields) event() (Event, bool) {
 	var idBuf [36]byte
-	if lowerID(&idBuf, "id", id) != nil {
+	if lowerID(&idBuf, "id", f.id) != nil {
 		return Event{}, false
 	}
-	t, ok := parseLayoutTimestamp(ts)
+	t, ok := parseLayoutTimestamp(f.ts)
 	if !ok {
 		var err error
-		if t, err = parseTimestampGeneral(string(ts)); err != nil {
+		if t, err = parseTimestampGeneral(string(f.ts)); err != nil {
 			return Event{}, false
 		}
 	}
@@ -96,23 +97,13 @@ func decodeEventFast(data []byte) (Event, bool) {
 	}
 	// As cleanType does; the text is valid UTF-8 and the string has no escapes, so it
 	// reads the same as the string encoding/json would decode.
-	typ = bytes.TrimFunc(typ, isPythonSpace)
+	typ := bytes.TrimFunc(f.typ, isPythonSpace)
 	if len(typ) == 0 || len(typ) > MaxTypeBytes {
 		return Event{}, false
 	}
-	var p []byte
-	switch {
-	case seen&8 == 0:
-		p = []byte("{}")
-	case spaced:
-		if p = appendCompact(make([]byte, 0, len(payload)), payload); len(p) > MaxPayloadBytes {
-			return Event{}, false
-		}
-	case len(payload) > MaxPayloadBytes:
+	p, ok := f.compactPayload()
+	if !ok {
 		return Event{}, false
-	default:
-		p = make([]byte, len(payload))
-		copy(p, payload)
 	}
 	// One allocation holds the id and the type. An id kept apart from its event keeps
 	// the type alive too, which is a few bytes; the payload has its own allocation.
@@ -122,6 +113,23 @@ func decodeEventFast(data []byte) (Event, bool) {
 	sb.Write(typ)
 	s := sb.String()
 	return Event{&event{id: s[:36], ts: t, typ: s[36:], payload: p, meta: Metadata{Attempt: 1}}}, true
+}
+
+// compactPayload returns a compact copy of the payload, {} when the text has none. It
+// reports false for a payload over MaxPayloadBytes.
+func (f *eventFields) compactPayload() ([]byte, bool) {
+	switch {
+	case f.seen&payloadKey == 0:
+		return []byte("{}"), true
+	case f.spaced:
+		p := appendCompact(make([]byte, 0, len(f.payload)), f.payload)
+		return p, len(p) <= MaxPayloadBytes
+	case len(f.payload) > MaxPayloadBytes:
+		return nil, false
+	}
+	p := make([]byte, len(f.payload))
+	copy(p, f.payload)
+	return p, true
 }
 
 // parseMetadataFast reads data when it is one JSON object with only the keys of
@@ -134,102 +142,146 @@ func parseMetadataFast(data []byte) (Metadata, bool) {
 	if !utf8.Valid(data) {
 		return Metadata{}, false
 	}
-	// The strings are slices of one copy of the text, made when the first string is
-	// read: one allocation for all of them. cleanMeta copies the ids again, so only the
-	// trace context and the targets keep the copy alive, and it is as small as the text.
-	var text string
-	stringAt := func(i int) (string, int, bool) {
-		s, next, ok := plainString(data, i)
-		if !ok {
-			return "", i, false
-		}
-		if text == "" {
-			text = string(data)
-		}
-		return text[next-1-len(s) : next-1], next, true // s ends at the quote at next-1
-	}
-	var (
-		m    Metadata
-		seen uint8
-		ok   bool
-	)
-	i := skipSpace(data, 0)
-	if i >= len(data) || data[i] != '{' {
+	f := metadataFields{data: data}
+	if !eachMember(data, f.read) {
 		return Metadata{}, false
 	}
-	if i = skipSpace(data, i+1); i < len(data) && data[i] == '}' {
-		return m, skipSpace(data, i+1) == len(data)
+	return f.m, true
+}
+
+// The keys of a metadata object, a bit each, to catch a repeated one.
+const (
+	correlationKey uint8 = 1 << iota
+	causationKey
+	depthKey
+	attemptKey
+	targetsKey
+	traceParentKey
+	traceStateKey
+)
+
+// metadataFields collects the members of a metadata object for parseMetadataFast.
+type metadataFields struct {
+	data []byte
+	// text is one copy of data, made when the first string is read: the strings of m
+	// are slices of it, one allocation for all of them. cleanMeta keeps an id that is
+	// lowercase already, so the event's lineage keeps the copy alive, and it is as small
+	// as the text.
+	text string
+	m    Metadata
+	seen uint8
+}
+
+// read reads the value of key at data[at], for eachMember.
+func (f *metadataFields) read(key []byte, at int) (end int, ok bool) {
+	var bit uint8
+	switch string(key) {
+	case "correlation_id":
+		bit = correlationKey
+		f.m.CorrelationID, end, ok = f.stringAt(at)
+	case "causation_id":
+		bit = causationKey
+		f.m.CausationID, end, ok = f.stringAt(at)
+	case "depth":
+		bit = depthKey
+		f.m.Depth, end, ok = plainInt(f.data, at)
+	case "attempt":
+		bit = attemptKey
+		f.m.Attempt, end, ok = plainInt(f.data, at)
+	case "targets":
+		bit = targetsKey
+		f.m.Targets, end, ok = f.targetsAt(at)
+	case "traceparent":
+		bit = traceParentKey
+		f.m.TraceParent, end, ok = f.stringAt(at)
+	case "tracestate":
+		bit = traceStateKey
+		f.m.TraceState, end, ok = f.stringAt(at)
+	}
+	if !ok || f.seen&bit != 0 {
+		return at, false
+	}
+	f.seen |= bit
+	return end, true
+}
+
+// stringAt reads the string at data[i] as plainString does, as a slice of text.
+func (f *metadataFields) stringAt(i int) (s string, end int, ok bool) {
+	b, end, ok := plainString(f.data, i)
+	if !ok {
+		return "", i, false
+	}
+	if f.text == "" {
+		f.text = string(f.data)
+	}
+	return f.text[end-1-len(b) : end-1], end, true // b ends at the quote at end-1
+}
+
+// targetsAt reads the array of strings at data[i]. An empty array gives nil, as
+// cleanMeta makes of it.
+func (f *metadataFields) targetsAt(i int) (targets []string, end int, ok bool) {
+	data := f.data
+	if i >= len(data) || data[i] != '[' {
+		return nil, i, false
+	}
+	if i = skipSpace(data, i+1); i < len(data) && data[i] == ']' {
+		return nil, i + 1, true
 	}
 	for {
-		var key []byte
-		if key, i, ok = plainString(data, skipSpace(data, i)); !ok {
-			return Metadata{}, false
+		var t string
+		if t, i, ok = f.stringAt(i); !ok {
+			return nil, i, false
 		}
-		if i = skipSpace(data, i); i >= len(data) || data[i] != ':' {
-			return Metadata{}, false
-		}
-		i = skipSpace(data, i+1)
-		var bit uint8
-		switch string(key) {
-		case "correlation_id":
-			bit = 1
-			m.CorrelationID, i, ok = stringAt(i)
-		case "causation_id":
-			bit = 2
-			m.CausationID, i, ok = stringAt(i)
-		case "depth":
-			bit = 4
-			m.Depth, i, ok = plainInt(data, i)
-		case "attempt":
-			bit = 8
-			m.Attempt, i, ok = plainInt(data, i)
-		case "targets":
-			bit = 16
-			if ok = i < len(data) && data[i] == '['; !ok {
-				break
-			}
-			if i = skipSpace(data, i+1); i < len(data) && data[i] == ']' {
-				i++
-				break
-			}
-			for {
-				var t string
-				if t, i, ok = stringAt(i); !ok {
-					break
-				}
-				m.Targets = append(m.Targets, t)
-				if i = skipSpace(data, i); i < len(data) && data[i] == ',' {
-					i = skipSpace(data, i+1)
-					continue
-				}
-				if ok = i < len(data) && data[i] == ']'; ok {
-					i++
-				}
-				break
-			}
-		case "traceparent":
-			bit = 32
-			m.TraceParent, i, ok = stringAt(i)
-		case "tracestate":
-			bit = 64
-			m.TraceState, i, ok = stringAt(i)
-		}
-		if !ok || bit == 0 || seen&bit != 0 {
-			return Metadata{}, false
-		}
-		seen |= bit
+		targets = append(targets, t)
 		if i = skipSpace(data, i); i >= len(data) {
-			return Metadata{}, false
+			return nil, i, false
 		}
-		if data[i] == '}' {
-			break
+		switch data[i] {
+		case ',':
+			i = skipSpace(data, i+1)
+		case ']':
+			return targets, i + 1, true
+		default:
+			return nil, i, false
 		}
-		if data[i] != ',' {
-			return Metadata{}, false
-		}
-		i++
 	}
-	return m, skipSpace(data, i+1) == len(data)
+}
+
+// eachMember walks the JSON object that is all of data, white space around it allowed,
+// and calls member for each member, with its key and the offset of its value; member
+// returns the offset just past the value, or false to give up. Keys must hold no
+// escapes. eachMember reports false when data is not such an object or member gave up.
+func eachMember(data []byte, member func(key []byte, at int) (end int, ok bool)) bool {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return false
+	}
+	if i = skipSpace(data, i+1); i < len(data) && data[i] == '}' {
+		return skipSpace(data, i+1) == len(data)
+	}
+	for {
+		key, end, ok := plainString(data, i)
+		if !ok {
+			return false
+		}
+		if i = skipSpace(data, end); i >= len(data) || data[i] != ':' {
+			return false
+		}
+		if i, ok = member(key, skipSpace(data, i+1)); !ok {
+			return false
+		}
+		if i = skipSpace(data, i); i >= len(data) {
+			return false
+		}
+		switch data[i] {
+		case '}':
+			return skipSpace(data, i+1) == len(data)
+		case ',':
+			i = skipSpace(data, i+1)
+		default:
+			return false
+		}
+	}
 }
 
 // skipSpace returns the offset of the first byte at or after i that is not JSON white
