@@ -43,9 +43,7 @@ func checkTime(t time.Time) error {
 // [TimestampLayout] writes it, "2006-01-02T15:04:05.000000+00:00", and reports false
 // for anything else. What it accepts, time.Parse accepts too, as the same time.
 func parseLayoutTimestamp[S string | []byte](s S) (time.Time, bool) {
-	if len(s) != len(TimestampLayout) || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
-		s[16] != ':' || s[19] != '.' || s[26] != '+' || s[27] != '0' || s[28] != '0' || s[29] != ':' ||
-		s[30] != '0' || s[31] != '0' {
+	if !inLayoutShape(s) {
 		return time.Time{}, false
 	}
 	year, ok1 := fixedDigits(s, 0, 4)
@@ -61,6 +59,14 @@ func parseLayoutTimestamp[S string | []byte](s S) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return time.Date(year, time.Month(month), day, hour, minute, second, micros*1000, time.UTC), true
+}
+
+// inLayoutShape reports whether s is as long as [TimestampLayout] and holds its
+// punctuation between the digits, with the offset "+00:00".
+func inLayoutShape[S string | []byte](s S) bool {
+	return len(s) == len(TimestampLayout) && s[4] == '-' && s[7] == '-' && s[10] == 'T' && s[13] == ':' &&
+		s[16] == ':' && s[19] == '.' && s[26] == '+' && s[27] == '0' && s[28] == '0' && s[29] == ':' &&
+		s[30] == '0' && s[31] == '0'
 }
 
 // fixedDigits reads the n decimal digits at s[i:], reporting false if any is not one.

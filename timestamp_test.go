@@ -70,3 +70,19 @@ func TestParseTimestamp(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkParseTimestamp(b *testing.B) {
+	for _, bm := range []struct{ name, s string }{
+		{"layout", "2025-01-15T10:30:45.123456+00:00"}, // as TimestampLayout writes it
+		{"other", "2025-01-15T10:30:45Z"},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := necro.ParseTimestamp(bm.s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
