@@ -23,8 +23,50 @@ func decodeEventFast(data []byte) (Event, bool) {
 	if !utf8.Valid(data) {
 		return Event{}, false
 	}
-	f := eventFields{data: data}
-	if !eachMember(data, f.read) || f.seen&requiredEventKeys != requiredEventKeys {
+	// The walk stays in this function, rather than behind openObject and memberEnd as
+	// in parseMetadataFast: the calls would cost every event read from a store.
+	var f eventFields
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return Event{}, false
+	}
+	for {
+		key, at, ok := memberKey(data, skipSpace(data, i+1))
+		if !ok {
+			return Event{}, false
+		}
+		var bit uint8
+		switch string(key) {
+		case "id":
+			bit = idKey
+			f.id, i, ok = plainString(data, at)
+		case "timestamp":
+			bit = timestampKey
+			f.ts, i, ok = plainString(data, at)
+		case "event_type":
+			bit = typeKey
+			f.typ, i, ok = plainString(data, at)
+		case "payload":
+			bit = payloadKey
+			i, ok = f.readPayload(data, at)
+		default:
+			return Event{}, false // a key an event does not have
+		}
+		if !ok || f.seen&bit != 0 {
+			return Event{}, false
+		}
+		f.seen |= bit
+		if i = skipSpace(data, i); i >= len(data) {
+			return Event{}, false
+		}
+		if data[i] == '}' {
+			break
+		}
+		if data[i] != ',' {
+			return Event{}, false
+		}
+	}
+	if skipSpace(data, i+1) != len(data) || f.seen&requiredEventKeys != requiredEventKeys {
 		return Event{}, false
 	}
 	return f.event()
@@ -41,41 +83,22 @@ const (
 )
 
 // eventFields are the members of an event's wire body as decodeEventFast reads them:
-// slices of data, not checked yet.
+// slices of the text, not checked yet.
 type eventFields struct {
-	data                 []byte
 	id, ts, typ, payload []byte
 	spaced               bool // the payload holds white space between tokens
 	seen                 uint8
 }
 
-// read reads the value of key at data[at], for eachMember.
-func (f *eventFields) read(key []byte, at int) (end int, ok bool) {
-	var bit uint8
-	switch string(key) {
-	case "id":
-		bit = idKey
-		f.id, end, ok = plainString(f.data, at)
-	case "timestamp":
-		bit = timestampKey
-		f.ts, end, ok = plainString(f.data, at)
-	case "event_type":
-		bit = typeKey
-		f.typ, end, ok = plainString(f.data, at)
-	case "payload":
-		bit = payloadKey
-		// Only an object can be a payload; scanValue checks its syntax and depth.
-		if at < len(f.data) && f.data[at] == '{' {
-			var err error
-			end, f.spaced, err = scanValue(f.data, at, maxPayloadDepth)
-			f.payload, ok = f.data[at:end], err == nil
-		}
-	}
-	if !ok || f.seen&bit != 0 {
+// readPayload reads the payload object at data[at] and returns the offset just past
+// it. Only an object can be a payload; scanValue checks its syntax and depth.
+func (f *eventFields) readPayload(data []byte, at int) (end int, ok bool) {
+	if at >= len(data) || data[at] != '{' {
 		return at, false
 	}
-	f.seen |= bit
-	return end, true
+	end, spaced, err := scanValue(data, at, maxPayloadDepth)
+	f.payload, f.spaced = data[at:end], spaced
+	return end, err == nil
 }
 
 // event checks the fields as DecodeEvent does and builds the event. It reports false
@@ -143,10 +166,18 @@ func parseMetadataFast(data []byte) (Metadata, bool) {
 		return Metadata{}, false
 	}
 	f := metadataFields{data: data}
-	if !eachMember(data, f.read) {
-		return Metadata{}, false
+	i, more, ok := openObject(data)
+	for more && ok {
+		var key []byte
+		if key, i, ok = memberKey(data, i); !ok {
+			break
+		}
+		if i, ok = f.read(key, i); !ok {
+			break
+		}
+		i, more, ok = memberEnd(data, i)
 	}
-	return f.m, true
+	return f.m, ok
 }
 
 // The keys of a metadata object, a bit each, to catch a repeated one.
@@ -172,7 +203,7 @@ type metadataFields struct {
 	seen uint8
 }
 
-// read reads the value of key at data[at], for eachMember.
+// read reads the value of key at data[at] and returns the offset just past it.
 func (f *metadataFields) read(key []byte, at int) (end int, ok bool) {
 	var bit uint8
 	switch string(key) {
@@ -247,41 +278,55 @@ func (f *metadataFields) targetsAt(i int) (targets []string, end int, ok bool) {
 	}
 }
 
-// eachMember walks the JSON object that is all of data, white space around it allowed,
-// and calls member for each member, with its key and the offset of its value; member
-// returns the offset just past the value, or false to give up. Keys must hold no
-// escapes. eachMember reports false when data is not such an object or member gave up.
-func eachMember(data []byte, member func(key []byte, at int) (end int, ok bool)) bool {
-	i := skipSpace(data, 0)
+// openObject, memberKey and memberEnd walk the JSON object that is all of data, white
+// space around it allowed, for a decoder that reads each member's value itself:
+//
+//	i, more, ok := openObject(data)
+//	for more && ok {
+//		key, at, ok := memberKey(data, i) // then read the value at data[at]
+//		i, more, ok = memberEnd(data, end) // end: the offset just past the value
+//	}
+//
+// ok is false when data is not such an object, and keys must hold no escapes.
+
+// openObject reads the opening brace; more reports a member after it.
+func openObject(data []byte) (i int, more, ok bool) {
+	i = skipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
-		return false
+		return i, false, false
 	}
 	if i = skipSpace(data, i+1); i < len(data) && data[i] == '}' {
-		return skipSpace(data, i+1) == len(data)
+		return i, false, skipSpace(data, i+1) == len(data) // {}
 	}
-	for {
-		key, end, ok := plainString(data, i)
-		if !ok {
-			return false
-		}
-		if i = skipSpace(data, end); i >= len(data) || data[i] != ':' {
-			return false
-		}
-		if i, ok = member(key, skipSpace(data, i+1)); !ok {
-			return false
-		}
-		if i = skipSpace(data, i); i >= len(data) {
-			return false
-		}
-		switch data[i] {
-		case '}':
-			return skipSpace(data, i+1) == len(data)
-		case ',':
-			i = skipSpace(data, i+1)
-		default:
-			return false
-		}
+	return i, true, true
+}
+
+// memberKey reads the key at data[i] and the colon after it, and returns the offset
+// of the value.
+func memberKey(data []byte, i int) (key []byte, at int, ok bool) {
+	key, i, ok = plainString(data, i)
+	if !ok {
+		return nil, i, false
 	}
+	if i = skipSpace(data, i); i >= len(data) || data[i] != ':' {
+		return nil, i, false
+	}
+	return key, skipSpace(data, i+1), true
+}
+
+// memberEnd reads what follows a value that ends at data[i]: a comma and another
+// member, or the closing brace and the end of the text.
+func memberEnd(data []byte, i int) (next int, more, ok bool) {
+	if i = skipSpace(data, i); i >= len(data) {
+		return i, false, false
+	}
+	switch data[i] {
+	case ',':
+		return skipSpace(data, i+1), true, true
+	case '}':
+		return i, false, skipSpace(data, i+1) == len(data)
+	}
+	return i, false, false
 }
 
 // skipSpace returns the offset of the first byte at or after i that is not JSON white
