@@ -180,7 +180,7 @@ func TestZeroEvent(t *testing.T) {
 	if p := ev.Payload(); p == nil || len(p) != 0 || string(ev.PayloadJSON()) != "{}" || ev.PayloadSize() != 2 {
 		t.Errorf("zero Event payload: %#v %s %d", p, ev.PayloadJSON(), ev.PayloadSize())
 	}
-	if ev.Attempt() != 1 || ev.Depth() != 0 || ev.Meta().Attempt != 1 || !ev.IsFor("any") || !ev.IsForAll() {
+	if ev.Attempt() != 1 || ev.Depth() != 0 || ev.Meta().Attempt != 1 || !ev.IsFor("any") {
 		t.Errorf("zero Event meta: attempt %d, depth %d", ev.Attempt(), ev.Depth())
 	}
 	if _, err := ev.WithMeta(necro.Metadata{}); !errors.Is(err, necro.ErrInvalidEvent) {

@@ -75,6 +75,34 @@ func TestChildTraceContext(t *testing.T) {
 	}
 }
 
+// TestIsFor checks which organs may handle an event: every organ unless the event is a
+// retried copy for some organs only.
+func TestIsFor(t *testing.T) {
+	ev := newEvent(t, "order.placed", nil)
+	tests := []struct {
+		name   string
+		ev     necro.Event
+		forAll bool
+		organs map[string]bool
+	}{
+		{"zero Event", necro.Event{}, true, map[string]bool{"billing": true}},
+		{"first delivery", ev, true, map[string]bool{"billing": true, "audit": true}},
+		{"retried for billing", ev.Retry(2, "billing"), false, map[string]bool{"billing": true, "audit": false}},
+		{"retried for two", ev.Retry(2, "billing", "audit"), false, map[string]bool{"billing": true, "audit": true, "mail": false}},
+		{"retried for none", ev.Retry(2), true, map[string]bool{"billing": true}},
+	}
+	for _, tt := range tests {
+		if got := tt.ev.IsForAll(); got != tt.forAll {
+			t.Errorf("%s: IsForAll() = %v, want %v", tt.name, got, tt.forAll)
+		}
+		for organ, want := range tt.organs {
+			if got := tt.ev.IsFor(organ); got != want {
+				t.Errorf("%s: IsFor(%q) = %v, want %v", tt.name, organ, got, want)
+			}
+		}
+	}
+}
+
 func TestEmittedByDerivesGeneratedIDsOnly(t *testing.T) {
 	parent, err := necro.NewEvent("parent", nil)
 	if err != nil {

@@ -25,8 +25,8 @@ func TestEventWithMeta(t *testing.T) {
 	if child.Correlation() != otherID || child.Meta().CausationID != validID || child.Depth() != 3 || child.Attempt() != 2 {
 		t.Errorf("WithMeta() meta = %+v", child.Meta())
 	}
-	if !child.IsFor("billing") || child.IsFor("audit") || child.IsForAll() || !root.IsFor("audit") || !root.IsForAll() {
-		t.Error("IsFor(), IsForAll(): want only billing for the child, anyone for the root")
+	if !child.IsFor("billing") || child.IsFor("audit") || !root.IsFor("audit") {
+		t.Error("IsFor(): want only billing for the child, anyone for the root")
 	}
 	if child.ID() != root.ID() || child.Type() != root.Type() || !child.Timestamp().Equal(root.Timestamp()) || child.Equal(root) {
 		t.Errorf("WithMeta() changed the body or kept the meta: %v vs %v", child, root)
