@@ -65,20 +65,6 @@ func (e *PanicError) Unwrap() error {
 	return nil
 }
 
-// An OrganError records which organ failed on which event.
-type OrganError struct {
-	Organ string
-	Event string // the event id
-	Err   error
-}
-
-func (e *OrganError) Error() string {
-	return fmt.Sprintf("organ %s, event %s: %v", e.Organ, e.Event, e.Err)
-}
-
-// Unwrap returns the organ's error.
-func (e *OrganError) Unwrap() error { return e.Err }
-
 type permanentError struct{ err error }
 
 func (e permanentError) Error() string { return e.err.Error() }

@@ -39,65 +39,41 @@ func scanJSON(b []byte, maxDepth int) (spaced bool, err error) {
 // before the value or between its tokens as scanJSON does, and checks nesting the same
 // way, but not UTF-8: the caller checks that once for the whole text.
 func scanValue(b []byte, i, maxDepth int) (end int, spaced bool, err error) {
-	const (
-		wantValue = iota
-		wantKey
-		wantAfter
-	)
 	var buf [64]byte // nesting of the usual payload fits without allocating
-	stack := buf[:0]
+	stack := buf[:0] // the open arrays and objects, by their opening bracket
 	state := wantValue
-	for {
-		for i < len(b) && isSpace(b[i]) {
-			i++
-			spaced = true
-		}
-		if i >= len(b) {
+	// Stop right after the value, before any white space that follows it.
+	for state != wantAfter || len(stack) > 0 {
+		if i, spaced = skipSpaces(b, i, spaced); i >= len(b) {
 			return i, spaced, errors.New("unexpected end of JSON input")
 		}
-		c := b[i]
-		switch state {
+		switch c := b[i]; state {
 		case wantValue:
-			switch {
-			case c == '{' || c == '[':
+			switch c {
+			case '{', '[':
 				if len(stack) == maxDepth {
 					return i, spaced, &depthError{maxDepth}
 				}
 				stack = append(stack, c)
-				i++
-				for i < len(b) && isSpace(b[i]) {
-					i++
-					spaced = true
-				}
-				if i < len(b) && b[i] == c+2 { // '}' is '{'+2 and ']' is '['+2
+				i, spaced = skipSpaces(b, i+1, spaced)
+				state = wantMember(c)
+				if byteAt(b, i) == c+2 { // '}' is '{'+2 and ']' is '['+2: empty
 					i++
 					stack = stack[:len(stack)-1]
 					state = wantAfter
-				} else if c == '{' {
-					state = wantKey
 				}
-			case c == '"':
+			case '"':
 				if i, err = scanString(b, i); err != nil {
 					return i, spaced, err
 				}
 				state = wantAfter
-			case c == 't':
-				if i, err = scanLiteral(b, i, "true"); err != nil {
-					return i, spaced, err
+			case 't', 'f', 'n', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+				if isNumberStart(c) {
+					i, err = scanNumber(b, i)
+				} else {
+					i, err = scanLiteral(b, i)
 				}
-				state = wantAfter
-			case c == 'f':
-				if i, err = scanLiteral(b, i, "false"); err != nil {
-					return i, spaced, err
-				}
-				state = wantAfter
-			case c == 'n':
-				if i, err = scanLiteral(b, i, "null"); err != nil {
-					return i, spaced, err
-				}
-				state = wantAfter
-			case c == '-' || ('0' <= c && c <= '9'):
-				if i, err = scanNumber(b, i); err != nil {
+				if err != nil {
 					return i, spaced, err
 				}
 				state = wantAfter
@@ -111,37 +87,63 @@ func scanValue(b []byte, i, maxDepth int) (end int, spaced bool, err error) {
 			if i, err = scanString(b, i); err != nil {
 				return i, spaced, err
 			}
-			for i < len(b) && isSpace(b[i]) {
-				i++
-				spaced = true
-			}
-			if i >= len(b) || b[i] != ':' {
+			if i, spaced = skipSpaces(b, i, spaced); byteAt(b, i) != ':' {
 				return i, spaced, fmt.Errorf("missing ':' after object key at offset %d", i)
 			}
 			i++
 			state = wantValue
 		case wantAfter:
 			top := stack[len(stack)-1]
-			switch {
-			case c == ',':
+			switch c {
+			case ',':
 				i++
-				if top == '{' {
-					state = wantKey
-				} else {
-					state = wantValue
-				}
-			case c == top+2:
+				state = wantMember(top)
+			case top + 2:
 				i++
 				stack = stack[:len(stack)-1]
 			default:
 				return i, spaced, fmt.Errorf("invalid character %q at offset %d, want ',' or %q", c, i, top+2)
 			}
 		}
-		// Stop right after the value, before any white space that follows it.
-		if state == wantAfter && len(stack) == 0 {
-			return i, spaced, nil
-		}
 	}
+	return i, spaced, nil
+}
+
+// The states of scanValue: what it reads next.
+const (
+	wantValue = iota // a value: the whole text's, an array element, a member's
+	wantKey          // an object member's key and colon
+	wantAfter        // a comma or the closing bracket after a value
+)
+
+// wantMember returns the state that reads a member of the array or object open opened:
+// a key in an object, a value in an array.
+func wantMember(open byte) int {
+	if open == '{' {
+		return wantKey
+	}
+	return wantValue
+}
+
+// skipSpaces returns the offset of the first byte at or after i that is not JSON white
+// space, and spaced, set when it skipped any.
+func skipSpaces(b []byte, i int, spaced bool) (int, bool) {
+	for i < len(b) && isSpace(b[i]) {
+		i++
+		spaced = true
+	}
+	return i, spaced
+}
+
+// isNumberStart reports whether a value that starts with c is a number.
+func isNumberStart(c byte) bool { return c == '-' || '0' <= c && c <= '9' }
+
+// byteAt returns b[i], or 0 past the end of b.
+func byteAt(b []byte, i int) byte {
+	if i < len(b) {
+		return b[i]
+	}
+	return 0
 }
 
 // A depthError reports JSON nested deeper than a scan allows.
@@ -227,7 +229,15 @@ func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
-func scanLiteral(b []byte, i int, lit string) (int, error) {
+// scanLiteral checks the literal true, false or null, whichever b[i] starts, at b[i].
+func scanLiteral(b []byte, i int) (int, error) {
+	lit := "null"
+	switch b[i] {
+	case 't':
+		lit = "true"
+	case 'f':
+		lit = "false"
+	}
 	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
 		return i, fmt.Errorf("invalid literal at offset %d, want %s", i, lit)
 	}
@@ -268,92 +278,4 @@ func scanNumber(b []byte, i int) (int, error) {
 		}
 	}
 	return i, nil
-}
-
-// appendJSONString appends s as a JSON string. s must be valid UTF-8; non-ASCII text is
-// written as is, control characters and the two specials are escaped.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c < 0x20:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		default:
-			b = append(b, c)
-		}
-	}
-	return append(b, '"')
-}
-
-// appendCompact appends src to dst without the white space between tokens, as
-// json.Compact does. src must be valid JSON: scanned by scanJSON or scanValue.
-func appendCompact(dst, src []byte) []byte {
-	start := 0
-	for i := 0; i < len(src); i++ {
-		switch c := src[i]; {
-		case c == '"':
-			end, _ := scanString(src, i) // cannot fail: src is valid JSON
-			i = end - 1
-		case isSpace(c):
-			dst = append(dst, src[start:i]...)
-			start = i + 1
-		}
-	}
-	return append(dst, src[start:]...)
-}
-
-// appendMarshaledString appends s as json.Marshal writes a string: the quote, the
-// backslash and control characters escaped, <, > and & as \u003c, \u003e and \u0026,
-// U+2028 and U+2029 as escapes, and each byte of invalid UTF-8 as \ufffd.
-func appendMarshaledString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

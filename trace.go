@@ -32,15 +32,3 @@ func (ev Event) WithTraceContext(tc TraceContext) Event {
 	c.meta.TraceParent, c.meta.TraceState = tc.Parent, tc.State
 	return Event{c}
 }
-
-// EmittedIn is [Event.EmittedBy] for a child emitted inside a traced handling: a child
-// without a trace context of its own is created in tc, the context of the span that
-// handled parent, rather than in parent's. A zero tc keeps EmittedBy's rule.
-func (ev Event) EmittedIn(tc TraceContext, parent Event, organ string, index int) Event {
-	c := ev.EmittedBy(parent, organ, index) // a fresh copy unless ev or parent is zero
-	if c.e == nil || parent.e == nil || tc.IsZero() || ev.e.meta.TraceParent != "" {
-		return c
-	}
-	c.e.meta.TraceParent, c.e.meta.TraceState = tc.Parent, tc.State
-	return c
-}

@@ -3,7 +3,6 @@ package necro
 import (
 	"bytes"
 	"strings"
-	"time"
 	"unicode/utf8"
 )
 
@@ -24,49 +23,39 @@ func decodeEventFast(data []byte) (Event, bool) {
 	if !utf8.Valid(data) {
 		return Event{}, false
 	}
-	var (
-		id, ts, typ, payload []byte
-		seen                 uint8 // a bit per key, to catch a repeated one
-		spaced, ok           bool
-	)
+	// The walk stays in this function, rather than behind openObject and memberEnd as
+	// in parseMetadataFast: the calls would cost every event read from a store.
+	var f eventFields
 	i := skipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return Event{}, false
 	}
 	for {
-		var key []byte
-		if key, i, ok = plainString(data, skipSpace(data, i+1)); !ok {
+		key, at, ok := memberKey(data, skipSpace(data, i+1))
+		if !ok {
 			return Event{}, false
 		}
-		if i = skipSpace(data, i); i >= len(data) || data[i] != ':' {
-			return Event{}, false
-		}
-		i = skipSpace(data, i+1)
 		var bit uint8
 		switch string(key) {
 		case "id":
-			bit = 1
-			id, i, ok = plainString(data, i)
+			bit = idKey
+			f.id, i, ok = plainString(data, at)
 		case "timestamp":
-			bit = 2
-			ts, i, ok = plainString(data, i)
+			bit = timestampKey
+			f.ts, i, ok = plainString(data, at)
 		case "event_type":
-			bit = 4
-			typ, i, ok = plainString(data, i)
+			bit = typeKey
+			f.typ, i, ok = plainString(data, at)
 		case "payload":
-			bit = 8
-			// Only an object can be a payload; scanValue checks its syntax and depth.
-			if ok = i < len(data) && data[i] == '{'; ok {
-				var end int
-				var err error
-				end, spaced, err = scanValue(data, i, maxPayloadDepth)
-				payload, i, ok = data[i:end], end, err == nil
-			}
+			bit = payloadKey
+			i, ok = f.readPayload(data, at)
+		default:
+			return Event{}, false // a key an event does not have
 		}
-		if !ok || bit == 0 || seen&bit != 0 {
+		if !ok || f.seen&bit != 0 {
 			return Event{}, false
 		}
-		seen |= bit
+		f.seen |= bit
 		if i = skipSpace(data, i); i >= len(data) {
 			return Event{}, false
 		}
@@ -77,18 +66,52 @@ func decodeEventFast(data []byte) (Event, bool) {
 			return Event{}, false
 		}
 	}
-	if skipSpace(data, i+1) != len(data) || seen&7 != 7 {
+	if skipSpace(data, i+1) != len(data) || f.seen&requiredEventKeys != requiredEventKeys {
 		return Event{}, false
 	}
+	return f.event()
+}
 
+// The keys of an event's wire body, a bit each, to catch a repeated one.
+const (
+	idKey uint8 = 1 << iota
+	timestampKey
+	typeKey
+	payloadKey
+
+	requiredEventKeys = idKey | timestampKey | typeKey
+)
+
+// eventFields are the members of an event's wire body as decodeEventFast reads them:
+// slices of the text, not checked yet.
+type eventFields struct {
+	id, ts, typ, payload []byte
+	spaced               bool // the payload holds white space between tokens
+	seen                 uint8
+}
+
+// readPayload reads the payload object at data[at] and returns the offset just past
+// it. Only an object can be a payload; scanValue checks its syntax and depth.
+func (f *eventFields) readPayload(data []byte, at int) (end int, ok bool) {
+	if at >= len(data) || data[at] != '{' {
+		return at, false
+	}
+	end, spaced, err := scanValue(data, at, maxPayloadDepth)
+	f.payload, f.spaced = data[at:end], spaced
+	return end, err == nil
+}
+
+// event checks the fields as DecodeEvent does and builds the event. It reports false
+// for an event that breaks a rule: the general decoder then writes the error.
+func (f *eventFields) event() (Event, bool) {
 	var idBuf [36]byte
-	if lowerID(&idBuf, "id", id) != nil {
+	if lowerID(&idBuf, "id", f.id) != nil {
 		return Event{}, false
 	}
-	t, ok := parseLayoutTimestamp(ts)
+	t, ok := parseLayoutTimestamp(f.ts)
 	if !ok {
 		var err error
-		if t, err = parseTimestampGeneral(string(ts)); err != nil {
+		if t, err = parseTimestampGeneral(string(f.ts)); err != nil {
 			return Event{}, false
 		}
 	}
@@ -97,23 +120,13 @@ func decodeEventFast(data []byte) (Event, bool) {
 	}
 	// As cleanType does; the text is valid UTF-8 and the string has no escapes, so it
 	// reads the same as the string encoding/json would decode.
-	typ = bytes.TrimFunc(typ, isPythonSpace)
+	typ := bytes.TrimFunc(f.typ, isPythonSpace)
 	if len(typ) == 0 || len(typ) > MaxTypeBytes {
 		return Event{}, false
 	}
-	var p []byte
-	switch {
-	case seen&8 == 0:
-		p = []byte("{}")
-	case spaced:
-		if p = appendCompact(make([]byte, 0, len(payload)), payload); len(p) > MaxPayloadBytes {
-			return Event{}, false
-		}
-	case len(payload) > MaxPayloadBytes:
+	p, ok := f.compactPayload()
+	if !ok {
 		return Event{}, false
-	default:
-		p = make([]byte, len(payload))
-		copy(p, payload)
 	}
 	// One allocation holds the id and the type. An id kept apart from its event keeps
 	// the type alive too, which is a few bytes; the payload has its own allocation.
@@ -123,6 +136,23 @@ func decodeEventFast(data []byte) (Event, bool) {
 	sb.Write(typ)
 	s := sb.String()
 	return Event{&event{id: s[:36], ts: t, typ: s[36:], payload: p, meta: Metadata{Attempt: 1}}}, true
+}
+
+// compactPayload returns a compact copy of the payload, {} when the text has none. It
+// reports false for a payload over MaxPayloadBytes.
+func (f *eventFields) compactPayload() ([]byte, bool) {
+	switch {
+	case f.seen&payloadKey == 0:
+		return []byte("{}"), true
+	case f.spaced:
+		p := appendCompact(make([]byte, 0, len(f.payload)), f.payload)
+		return p, len(p) <= MaxPayloadBytes
+	case len(f.payload) > MaxPayloadBytes:
+		return nil, false
+	}
+	p := make([]byte, len(f.payload))
+	copy(p, f.payload)
+	return p, true
 }
 
 // parseMetadataFast reads data when it is one JSON object with only the keys of
@@ -135,102 +165,168 @@ func parseMetadataFast(data []byte) (Metadata, bool) {
 	if !utf8.Valid(data) {
 		return Metadata{}, false
 	}
-	// The strings are slices of one copy of the text, made when the first string is
-	// read: one allocation for all of them. cleanMeta copies the ids again, so only the
-	// trace context and the targets keep the copy alive, and it is as small as the text.
-	var text string
-	stringAt := func(i int) (string, int, bool) {
-		s, next, ok := plainString(data, i)
-		if !ok {
-			return "", i, false
-		}
-		if text == "" {
-			text = string(data)
-		}
-		return text[next-1-len(s) : next-1], next, true // s ends at the quote at next-1
-	}
-	var (
-		m    Metadata
-		seen uint8
-		ok   bool
-	)
-	i := skipSpace(data, 0)
-	if i >= len(data) || data[i] != '{' {
-		return Metadata{}, false
-	}
-	if i = skipSpace(data, i+1); i < len(data) && data[i] == '}' {
-		return m, skipSpace(data, i+1) == len(data)
-	}
-	for {
+	f := metadataFields{data: data}
+	i, more, ok := openObject(data)
+	for more && ok {
 		var key []byte
-		if key, i, ok = plainString(data, skipSpace(data, i)); !ok {
-			return Metadata{}, false
-		}
-		if i = skipSpace(data, i); i >= len(data) || data[i] != ':' {
-			return Metadata{}, false
-		}
-		i = skipSpace(data, i+1)
-		var bit uint8
-		switch string(key) {
-		case "correlation_id":
-			bit = 1
-			m.CorrelationID, i, ok = stringAt(i)
-		case "causation_id":
-			bit = 2
-			m.CausationID, i, ok = stringAt(i)
-		case "depth":
-			bit = 4
-			m.Depth, i, ok = plainInt(data, i)
-		case "attempt":
-			bit = 8
-			m.Attempt, i, ok = plainInt(data, i)
-		case "targets":
-			bit = 16
-			if ok = i < len(data) && data[i] == '['; !ok {
-				break
-			}
-			if i = skipSpace(data, i+1); i < len(data) && data[i] == ']' {
-				i++
-				break
-			}
-			for {
-				var t string
-				if t, i, ok = stringAt(i); !ok {
-					break
-				}
-				m.Targets = append(m.Targets, t)
-				if i = skipSpace(data, i); i < len(data) && data[i] == ',' {
-					i = skipSpace(data, i+1)
-					continue
-				}
-				if ok = i < len(data) && data[i] == ']'; ok {
-					i++
-				}
-				break
-			}
-		case "traceparent":
-			bit = 32
-			m.TraceParent, i, ok = stringAt(i)
-		case "tracestate":
-			bit = 64
-			m.TraceState, i, ok = stringAt(i)
-		}
-		if !ok || bit == 0 || seen&bit != 0 {
-			return Metadata{}, false
-		}
-		seen |= bit
-		if i = skipSpace(data, i); i >= len(data) {
-			return Metadata{}, false
-		}
-		if data[i] == '}' {
+		if key, i, ok = memberKey(data, i); !ok {
 			break
 		}
-		if data[i] != ',' {
-			return Metadata{}, false
+		if i, ok = f.read(key, i); !ok {
+			break
 		}
-		i++
+		i, more, ok = memberEnd(data, i)
 	}
-	return m, skipSpace(data, i+1) == len(data)
+	return f.m, ok
+}
+
+// The keys of a metadata object, a bit each, to catch a repeated one.
+const (
+	correlationKey uint8 = 1 << iota
+	causationKey
+	depthKey
+	attemptKey
+	targetsKey
+	traceParentKey
+	traceStateKey
+)
+
+// metadataFields collects the members of a metadata object for parseMetadataFast.
+type metadataFields struct {
+	data []byte
+	// text is one copy of data, made when the first string is read: the strings of m
+	// are slices of it, one allocation for all of them. cleanMeta keeps an id that is
+	// lowercase already, so the event's lineage keeps the copy alive, and it is as small
+	// as the text.
+	text string
+	m    Metadata
+	seen uint8
+}
+
+// read reads the value of key at data[at] and returns the offset just past it.
+func (f *metadataFields) read(key []byte, at int) (end int, ok bool) {
+	var bit uint8
+	switch string(key) {
+	case "correlation_id":
+		bit = correlationKey
+		f.m.CorrelationID, end, ok = f.stringAt(at)
+	case "causation_id":
+		bit = causationKey
+		f.m.CausationID, end, ok = f.stringAt(at)
+	case "depth":
+		bit = depthKey
+		f.m.Depth, end, ok = plainInt(f.data, at)
+	case "attempt":
+		bit = attemptKey
+		f.m.Attempt, end, ok = plainInt(f.data, at)
+	case "targets":
+		bit = targetsKey
+		f.m.Targets, end, ok = f.targetsAt(at)
+	case "traceparent":
+		bit = traceParentKey
+		f.m.TraceParent, end, ok = f.stringAt(at)
+	case "tracestate":
+		bit = traceStateKey
+		f.m.TraceState, end, ok = f.stringAt(at)
+	}
+	if !ok || f.seen&bit != 0 {
+		return at, false
+	}
+	f.seen |= bit
+	return end, true
+}
+
+// stringAt reads the string at data[i] as plainString does, as a slice of text.
+func (f *metadataFields) stringAt(i int) (s string, end int, ok bool) {
+	b, end, ok := plainString(f.data, i)
+	if !ok {
+		return "", i, false
+	}
+	if f.text == "" {
+		f.text = string(f.data)
+	}
+	return f.text[end-1-len(b) : end-1], end, true // b ends at the quote at end-1
+}
+
+// targetsAt reads the array of strings at data[i]. An empty array gives nil, as
+// cleanMeta makes of it.
+func (f *metadataFields) targetsAt(i int) (targets []string, end int, ok bool) {
+	data := f.data
+	if i >= len(data) || data[i] != '[' {
+		return nil, i, false
+	}
+	if i = skipSpace(data, i+1); i < len(data) && data[i] == ']' {
+		return nil, i + 1, true
+	}
+	for {
+		var t string
+		if t, i, ok = f.stringAt(i); !ok {
+			return nil, i, false
+		}
+		targets = append(targets, t)
+		if i = skipSpace(data, i); i >= len(data) {
+			return nil, i, false
+		}
+		switch data[i] {
+		case ',':
+			i = skipSpace(data, i+1)
+		case ']':
+			return targets, i + 1, true
+		default:
+			return nil, i, false
+		}
+	}
+}
+
+// openObject, memberKey and memberEnd walk the JSON object that is all of data, white
+// space around it allowed, for a decoder that reads each member's value itself:
+//
+//	i, more, ok := openObject(data)
+//	for more && ok {
+//		key, at, ok := memberKey(data, i) // then read the value at data[at]
+//		i, more, ok = memberEnd(data, end) // end: the offset just past the value
+//	}
+//
+// ok is false when data is not such an object, and keys must hold no escapes.
+
+// openObject reads the opening brace; more reports a member after it.
+func openObject(data []byte) (i int, more, ok bool) {
+	i = skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return i, false, false
+	}
+	if i = skipSpace(data, i+1); i < len(data) && data[i] == '}' {
+		return i, false, skipSpace(data, i+1) == len(data) // {}
+	}
+	return i, true, true
+}
+
+// memberKey reads the key at data[i] and the colon after it, and returns the offset
+// of the value.
+func memberKey(data []byte, i int) (key []byte, at int, ok bool) {
+	key, i, ok = plainString(data, i)
+	if !ok {
+		return nil, i, false
+	}
+	if i = skipSpace(data, i); i >= len(data) || data[i] != ':' {
+		return nil, i, false
+	}
+	return key, skipSpace(data, i+1), true
+}
+
+// memberEnd reads what follows a value that ends at data[i]: a comma and another
+// member, or the closing brace and the end of the text.
+func memberEnd(data []byte, i int) (next int, more, ok bool) {
+	if i = skipSpace(data, i); i >= len(data) {
+		return i, false, false
+	}
+	switch data[i] {
+	case ',':
+		return skipSpace(data, i+1), true, true
+	case '}':
+		return i, false, skipSpace(data, i+1) == len(data)
+	}
+	return i, false, false
 }
 
 // skipSpace returns the offset of the first byte at or after i that is not JSON white
@@ -288,56 +384,4 @@ func plainInt(b []byte, i int) (n, end int, ok bool) {
 		return 0, i, false
 	}
 	return int(v), i, true
-}
-
-// parseLayoutTimestamp reads s when it is a UTC time written exactly as
-// [TimestampLayout] writes it, "2006-01-02T15:04:05.000000+00:00", and reports false
-// for anything else. What it accepts, time.Parse accepts too, as the same time.
-func parseLayoutTimestamp[S string | []byte](s S) (time.Time, bool) {
-	if len(s) != len(TimestampLayout) || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
-		s[16] != ':' || s[19] != '.' || s[26] != '+' || s[27] != '0' || s[28] != '0' || s[29] != ':' ||
-		s[30] != '0' || s[31] != '0' {
-		return time.Time{}, false
-	}
-	year, ok1 := fixedDigits(s, 0, 4)
-	month, ok2 := fixedDigits(s, 5, 2)
-	day, ok3 := fixedDigits(s, 8, 2)
-	hour, ok4 := fixedDigits(s, 11, 2)
-	minute, ok5 := fixedDigits(s, 14, 2)
-	second, ok6 := fixedDigits(s, 17, 2)
-	micros, ok7 := fixedDigits(s, 20, 6)
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) ||
-		month < 1 || month > 12 || day < 1 || day > daysIn(time.Month(month), year) ||
-		hour > 23 || minute > 59 || second > 59 {
-		return time.Time{}, false
-	}
-	return time.Date(year, time.Month(month), day, hour, minute, second, micros*1000, time.UTC), true
-}
-
-// fixedDigits reads the n decimal digits at s[i:], reporting false if any is not one.
-func fixedDigits[S string | []byte](s S, i, n int) (int, bool) {
-	v := 0
-	for k := i; k < i+n; k++ {
-		c := s[k]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		v = v*10 + int(c-'0')
-	}
-	return v, true
-}
-
-// daysIn returns the number of days in month m of year, by the proleptic Gregorian
-// calendar time.Parse checks days against.
-func daysIn(m time.Month, year int) int {
-	switch m {
-	case time.February:
-		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
-			return 29
-		}
-		return 28
-	case time.April, time.June, time.September, time.November:
-		return 30
-	}
-	return 31
 }

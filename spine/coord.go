@@ -169,7 +169,7 @@ func (c *coordinator) admit(ds []backend.Delivery) {
 func (c *coordinator) targeted(organs []int, ev necro.Event) []int {
 	var out []int
 	for _, o := range organs {
-		if ev.Targets(c.organs[o].name) {
+		if ev.IsFor(c.organs[o].name) {
 			out = append(out, o)
 		}
 	}
@@ -359,7 +359,7 @@ func (c *coordinator) settle(rec *record, now time.Time) backend.Settlement {
 				tc = span.TraceContext() // the children are created in the span that emitted them
 			}
 			for j, child := range res.Children {
-				child = child.EmittedIn(tc, ev, name, j)
+				child = child.EmittedBy(ev, name, j, tc)
 				if child.Depth() > maxDepth {
 					stats.depthExceeded.Add(1)
 					span.Note("necro.budget_exceeded", "depth budget exceeded")

@@ -128,7 +128,7 @@ func (c *coordinator) route(ev necro.Event, rt *routing) ([]int, fate) {
 	typ := ev.Type()
 	organs := s.routes[typ]
 	var missing []string
-	if ev.Targeted() {
+	if !ev.IsForAll() {
 		organs = c.targeted(organs, ev)
 		for _, t := range ev.Meta().Targets {
 			if !slices.ContainsFunc(organs, func(o int) bool { return c.organs[o].name == t }) && !slices.Contains(missing, t) {

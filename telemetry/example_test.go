@@ -31,7 +31,7 @@ func flowEvent() necro.Event {
 	if err != nil {
 		panic(err)
 	}
-	return reserved.EmittedBy(order, "inventory", 0)
+	return reserved.EmittedBy(order, "inventory", 0, necro.TraceContext{})
 }
 
 func ExampleNewJSONLogger() {

@@ -33,7 +33,7 @@ func TestIDGeneratorMakesOneTracePerRootWithoutContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	child = child.EmittedIn(a.TraceContext(), root, "A", 0) // created in A's span, as the Spine does
+	child = child.EmittedBy(root, "A", 0, a.TraceContext()) // created in A's span, as the Spine does
 	_, bSpan := handle(root, "B")
 	_, cSpan := handle(child, "C")
 	_, oSpan := handle(other, "A")

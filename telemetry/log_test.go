@@ -38,7 +38,7 @@ func TestLogHandlerAddsFlowIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	child = child.EmittedIn(necro.TraceContext{Parent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"}, root, "Payment", 0)
+	child = child.EmittedBy(root, "Payment", 0, necro.TraceContext{Parent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"})
 	var buf bytes.Buffer
 	log := telemetry.NewJSONLogger(&buf, nil)
 	ctx := telemetry.WithFlow(context.Background(), telemetry.Flow{Event: child, Organ: "Shipping"})

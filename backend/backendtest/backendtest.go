@@ -299,7 +299,7 @@ func (s suite) nack(t *testing.T) {
 	if got := again.Event.Meta().Targets; !slices.Equal(got, []string{"organ.x"}) {
 		t.Errorf("nacked event came back with Targets %q, want [organ.x]", got)
 	}
-	if again.Event.Targets("organ.y") {
+	if again.Event.IsFor("organ.y") {
 		t.Error("nacked event with Targets [organ.x] targets organ.y")
 	}
 	settle(t, b, ack(again))

@@ -129,8 +129,8 @@ func decodeEntry(values map[string]any) (necro.Event, error) {
 		return necro.Event{}, fmt.Errorf(`%w: the entry has no "event" field (fields: %s)`, necro.ErrInvalidEvent, strings.Join(names, ", "))
 	}
 	meta, _ := values["meta"].(string)
-	// DecodeEntry keeps no reference to its input, so the strings need no copy.
-	return necro.DecodeEntry(unsafe.Slice(unsafe.StringData(raw), len(raw)), unsafe.Slice(unsafe.StringData(meta), len(meta)))
+	// DecodeWithMeta keeps no reference to its input, so the strings need no copy.
+	return necro.DecodeWithMeta(unsafe.Slice(unsafe.StringData(raw), len(raw)), unsafe.Slice(unsafe.StringData(meta), len(meta)))
 }
 
 // Bounds of the text of an entry that goes into a log line, an error or a dead letter's

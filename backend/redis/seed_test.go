@@ -1009,7 +1009,7 @@ func TestSeedDelayedRetry(t *testing.T) {
 		if early := time.Until(at); early > time.Millisecond {
 			t.Errorf("the retry came out %v before it was due", early)
 		}
-		if d.Event.ID() != ev.ID() || d.Event.Attempt() != 2 || !d.Event.Targets("Organ") || d.Event.Targets("Other") {
+		if d.Event.ID() != ev.ID() || d.Event.Attempt() != 2 || !d.Event.IsFor("Organ") || d.Event.IsFor("Other") {
 			t.Errorf("pulled %s attempt %d targets %v, want %s attempt 2 for Organ only", d.Event, d.Event.Attempt(),
 				d.Event.Meta().Targets, ev.ID())
 		}

@@ -199,7 +199,7 @@ func TestWirePythonEntriesDecode(t *testing.T) {
 			}
 			// A Python entry carries no meta: the event is a root.
 			if got.Correlation() != id || got.Meta().CausationID != "" || got.Depth() != 0 || got.Attempt() != 1 ||
-				got.Targeted() {
+				!got.IsForAll() {
 				t.Errorf("lineage %+v, want a root (correlation = its own id, depth 0, attempt 1)", got.Meta())
 			}
 		})
@@ -286,7 +286,7 @@ func TestWireNecroEntriesSatisfyPython(t *testing.T) {
 
 	// A child emitted through Settle: Python sees a plain event, necro its lineage.
 	parent := seedPull(t, b, 1, 2*time.Second)[0]
-	child := seedEvent(t, "ORDER_SHIPPED", map[string]any{"order_id": "12345"}).EmittedBy(parent.Event, "Shipper", 0)
+	child := seedEvent(t, "ORDER_SHIPPED", map[string]any{"order_id": "12345"}).EmittedBy(parent.Event, "Shipper", 0, necro.TraceContext{})
 	if err := b.Settle(t.Context(), backend.Settlement{Delivery: parent, Outcome: backend.Ack,
 		Children: []necro.Event{child}}); err != nil {
 		t.Fatal(err)
