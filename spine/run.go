@@ -38,7 +38,7 @@ type run struct {
 	// settled any more, every delivery left is given back.
 	failed atomic.Bool
 
-	host  *actors.Host
+	host  *actors.Host[message] // runs coord, the Spine actor, and the organ actors
 	coord *coordinator
 
 	// roster says the store is shared with other workers (a backend.Roster); routes is
@@ -92,8 +92,7 @@ func (r *run) execute() error {
 		Logger:         r.log,
 		Telemetry:      r.tel,
 		Destination:    r.s.dest,
-	}, r.coord.receive)
-	r.coord.host = r.host
+	}, r.coord)
 
 	var wg sync.WaitGroup
 	ro, isRoster := r.b.(backend.Roster)
@@ -498,12 +497,6 @@ func (r *run) storeChildren(ctx context.Context, st backend.Settlement, cause er
 	r.settledOK([]backend.Settlement{rest})
 	return true
 }
-
-// fetched carries a pulled batch from the fetcher to the coordinator.
-type fetched struct{ ds []backend.Delivery }
-
-// abortMsg asks the coordinator to give every uncommitted delivery back.
-type abortMsg struct{ done chan struct{} }
 
 // commitQueue hands settlements from the coordinator to the committer without ever
 // blocking the coordinator; the window bounds its length.
