@@ -222,32 +222,37 @@ func (h *host) watch() {
 		case now = <-t.C:
 		}
 		for i, s := range h.slots {
-			w := s.active.Load()
-			if w == nil {
-				continue
-			}
-			hc := w.cur.Load()
-			if hc == nil {
-				continue
-			}
-			if canceled {
-				hc.end(ctxCanceled)
-			}
-			// Results handled before a long call are sent now, so that their commits
-			// need not wait for it.
-			if now.Sub(hc.deadline.Add(-s.timeout)) >= flushEvery {
-				if rs := w.claim(hc.index); len(rs) > 0 {
-					h.post(&Done{Organ: i, Results: rs})
-				}
-			}
-			if now.Before(hc.deadline) {
-				continue
-			}
-			hc.end(ctxPastDeadline)
-			if now.After(hc.deadline.Add(h.cfg.AbandonAfter)) && hc.stuck.CompareAndSwap(false, true) {
-				h.post(Stuck{Organ: i, Seq: w.items[hc.index].Seq, w: w, index: hc.index})
-			}
+			h.check(i, s, now, canceled)
 		}
+	}
+}
+
+// check is the watchdog's look at the Handle call an organ's actor is running, if any.
+func (h *host) check(organ int, s *slot, now time.Time, canceled bool) {
+	w := s.active.Load()
+	if w == nil {
+		return
+	}
+	hc := w.cur.Load()
+	if hc == nil {
+		return
+	}
+	if canceled {
+		hc.end(ctxCanceled)
+	}
+	// Results handled before a long call are sent now, so that their commits need not
+	// wait for it.
+	if now.Sub(hc.deadline.Add(-s.timeout)) >= flushEvery {
+		if rs := w.claim(hc.index); len(rs) > 0 {
+			h.post(&Done{Organ: organ, Results: rs})
+		}
+	}
+	if now.Before(hc.deadline) {
+		return
+	}
+	hc.end(ctxPastDeadline)
+	if now.After(hc.deadline.Add(h.cfg.AbandonAfter)) && hc.stuck.CompareAndSwap(false, true) {
+		h.post(Stuck{Organ: organ, Seq: w.items[hc.index].Seq, w: w, index: hc.index})
 	}
 }
 
