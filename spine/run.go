@@ -183,13 +183,17 @@ func (f *fetcher) round(n int64) (bool, error) {
 		}
 		n = min(n, left)
 	}
+	// Read settles before inflight: the wait for a settle (see nothingPulled) returns at
+	// once for any settle this read misses. Read the other way round, a settle between
+	// the two reads would leave the fetcher waiting, with nothing in flight, for a settle
+	// that never comes.
+	settles := r.settles.Load()
 	idle := r.inflight.Load() == 0
 	pullCtx, cancel, done := f.pullContext(idle)
 	if done {
 		r.release(n)
 		return true, nil
 	}
-	settles := r.settles.Load() // read before the pull: a settle after it must wake us
 	var pullStart time.Time
 	if r.tel.Tracing() {
 		pullStart = time.Now()
@@ -463,7 +467,9 @@ func (r *run) settledOK(batch []backend.Settlement) {
 	r.done(len(batch))
 }
 
-// done gives the window room back for n settled deliveries.
+// done gives the window room back for n settled deliveries. inflight goes down before
+// settles goes up, the opposite of the order in which the fetcher reads them (see
+// fetcher.round), so that the fetcher never sees a settle counted and still in flight.
 func (r *run) done(n int) {
 	r.inflight.Add(-int64(n))
 	r.free.Add(int64(n))
