@@ -23,48 +23,69 @@ import (
 // running the race detector does not fail a test that is merely slow.
 const waitLong = 20 * time.Second
 
-// harness drives a Host from a test. The handler runs on the coordinator's goroutine:
-// it queues every message for the test and runs the calls the test posts, so that Host
-// methods are called from the handler as they must be.
+// harness drives a Host from a test. It is the host's Coordinator: it queues every
+// organ message for the test and runs the calls the test posts, so that Control
+// methods are called on the coordinator's goroutine as they must be.
 type harness struct {
 	t       *testing.T
-	host    *actors.Host
+	host    *actors.Host[call]
 	msgs    chan any
 	pending []any // messages read while waiting for another one, oldest first
 }
 
 // call is posted with Host.Send and runs f on the coordinator's goroutine.
 type call struct {
-	f    func(h *actors.Host)
+	f    func(ctl *actors.Control[call])
 	done chan struct{}
+}
+
+// The organ messages as the harness queues them.
+type (
+	ready struct {
+		organ       int
+		incarnation int64
+	}
+	crashed struct {
+		organ int
+		err   *necro.PanicError
+	}
+)
+
+func (h *harness) Receive(ctl *actors.Control[call], c call) {
+	c.f(ctl)
+	close(c.done)
+}
+
+func (h *harness) Ready(_ *actors.Control[call], organ int, incarnation int64) {
+	h.queue(ready{organ, incarnation})
+}
+func (h *harness) Done(_ *actors.Control[call], d actors.Done) { h.queue(d) }
+func (h *harness) Crashed(_ *actors.Control[call], organ int, err *necro.PanicError) {
+	h.queue(crashed{organ, err})
+}
+func (h *harness) Stuck(_ *actors.Control[call], st actors.Stuck) { h.queue(st) }
+
+// queue runs on the coordinator's goroutine, which must never block; the tests here send
+// far fewer messages than the buffer holds, and a full buffer fails the test instead of
+// hanging it.
+func (h *harness) queue(msg any) {
+	select {
+	case h.msgs <- msg:
+	default:
+		h.t.Errorf("message buffer full; dropped %T", msg)
+	}
 }
 
 func startHost(t *testing.T, ctx context.Context, mounts []necro.Mount, cfg actors.Config) *harness {
 	t.Helper()
-	// The handler must never block the coordinator; the tests here send far fewer
-	// messages than this, and a full buffer fails the test instead of hanging it.
 	h := &harness{t: t, msgs: make(chan any, 1024)}
-	var hostp atomic.Pointer[actors.Host]
-	handle := func(msg any) {
-		if c, ok := msg.(call); ok {
-			c.f(hostp.Load())
-			close(c.done)
-			return
-		}
-		select {
-		case h.msgs <- msg:
-		default:
-			t.Errorf("message buffer full; dropped %T", msg)
-		}
-	}
-	h.host = actors.Start(ctx, mounts, cfg, handle)
-	hostp.Store(h.host)
+	h.host = actors.Start(ctx, mounts, cfg, h)
 	t.Cleanup(h.host.Close)
 	return h
 }
 
 // do runs f on the coordinator's goroutine and waits until it has run.
-func (h *harness) do(f func(host *actors.Host)) {
+func (h *harness) do(f func(ctl *actors.Control[call])) {
 	h.t.Helper()
 	c := call{f: f, done: make(chan struct{})}
 	h.host.Send(c)
@@ -112,17 +133,25 @@ func (h *harness) drain() []any {
 	}
 }
 
-func (h *harness) ready(organ int) {
+// abandoned returns Control.Abandoned(organ), asked on the coordinator's goroutine.
+func (h *harness) abandoned(organ int) int {
 	h.t.Helper()
-	h.await(fmt.Sprintf("Ready{%d}", organ), func(m any) bool { r, ok := m.(actors.Ready); return ok && r.Organ == organ })
+	var n int
+	h.do(func(ctl *actors.Control[call]) { n = ctl.Abandoned(organ) })
+	return n
 }
 
-func (h *harness) crashed(organ int) actors.Crashed {
+func (h *harness) ready(organ int) {
+	h.t.Helper()
+	h.await(fmt.Sprintf("Ready{%d}", organ), func(m any) bool { r, ok := m.(ready); return ok && r.organ == organ })
+}
+
+func (h *harness) crashed(organ int) crashed {
 	h.t.Helper()
 	return h.await(fmt.Sprintf("Crashed{%d}", organ), func(m any) bool {
-		c, ok := m.(actors.Crashed)
-		return ok && c.Organ == organ
-	}).(actors.Crashed)
+		c, ok := m.(crashed)
+		return ok && c.organ == organ
+	}).(crashed)
 }
 
 func (h *harness) stuck(organ int) actors.Stuck {
@@ -139,9 +168,9 @@ func (h *harness) batch(organ int) (results []actors.Result, rest []actors.Item)
 	h.t.Helper()
 	for {
 		d := h.await(fmt.Sprintf("Done{%d}", organ), func(m any) bool {
-			d, ok := m.(*actors.Done)
+			d, ok := m.(actors.Done)
 			return ok && d.Organ == organ
-		}).(*actors.Done)
+		}).(actors.Done)
 		results = append(results, d.Results...)
 		if d.Final {
 			return results, d.Rest
@@ -156,7 +185,7 @@ func describe(ms []any) string {
 	var b strings.Builder
 	for _, m := range ms {
 		switch m := m.(type) {
-		case *actors.Done:
+		case actors.Done:
 			fmt.Fprintf(&b, "Done{organ %d, results %v, rest %v, final %v} ", m.Organ, resultSeqs(m.Results), seqsOf(m.Rest), m.Final)
 		default:
 			fmt.Fprintf(&b, "%T%+v ", m, m)
@@ -219,11 +248,11 @@ func TestPanicBecomesPanicErrorAndRestOfBatchRunsAfterRestart(t *testing.T) {
 	h.ready(0)
 
 	batch := items(t, 0, 5)
-	h.do(func(host *actors.Host) { host.Dispatch(0, batch) })
+	h.do(func(ctl *actors.Control[call]) { ctl.Dispatch(0, batch) })
 
 	cr := h.crashed(0)
-	if cr.Err == nil || cr.Err.Value != (panicValue{2}) {
-		t.Fatalf("Crashed.Err = %#v, want a *necro.PanicError with value %v", cr.Err, panicValue{2})
+	if cr.err == nil || cr.err.Value != (panicValue{2}) {
+		t.Fatalf("Crashed's err = %#v, want a *necro.PanicError with value %v", cr.err, panicValue{2})
 	}
 	results, rest := h.batch(0)
 	if got, want := resultSeqs(results), []uint64{0, 1, 2}; !slices.Equal(got, want) {
@@ -254,9 +283,9 @@ func TestPanicBecomesPanicErrorAndRestOfBatchRunsAfterRestart(t *testing.T) {
 		t.Fatalf("handled before the restart: %v, want [0 1 2]: items after a panic must wait", got)
 	}
 
-	h.do(func(host *actors.Host) { host.Restart(0, 0) })
+	h.do(func(ctl *actors.Control[call]) { ctl.Restart(0, 0) })
 	h.ready(0)
-	h.do(func(host *actors.Host) { host.Dispatch(0, rest) })
+	h.do(func(ctl *actors.Control[call]) { ctl.Dispatch(0, rest) })
 	results, rest = h.batch(0)
 	if got, want := resultSeqs(results), []uint64{3, 4}; !slices.Equal(got, want) || len(rest) != 0 {
 		t.Fatalf("after the restart: results %v rest %v, want results %v and no rest", got, seqsOf(rest), want)
@@ -322,9 +351,9 @@ func TestRestartUsesFreshInstanceFromFactoryButSameOrganValue(t *testing.T) {
 	}
 
 	first := items(t, 0, 3) // the third one panics
-	h.do(func(host *actors.Host) {
-		host.Dispatch(0, first)
-		host.Dispatch(1, first)
+	h.do(func(ctl *actors.Control[call]) {
+		ctl.Dispatch(0, first)
+		ctl.Dispatch(1, first)
 	})
 	for organ := range 2 {
 		h.crashed(organ)
@@ -334,10 +363,10 @@ func TestRestartUsesFreshInstanceFromFactoryButSameOrganValue(t *testing.T) {
 	}
 	const delay = 150 * time.Millisecond
 	var restartedAt time.Time
-	h.do(func(host *actors.Host) {
-		host.Restart(0, 0)
+	h.do(func(ctl *actors.Control[call]) {
+		ctl.Restart(0, 0)
 		restartedAt = time.Now()
-		host.Restart(1, delay)
+		ctl.Restart(1, delay)
 	})
 	h.ready(0)
 	h.ready(1)
@@ -349,9 +378,9 @@ func TestRestartUsesFreshInstanceFromFactoryButSameOrganValue(t *testing.T) {
 	}
 
 	second := items(t, 3, 5)
-	h.do(func(host *actors.Host) {
-		host.Dispatch(0, second)
-		host.Dispatch(1, second)
+	h.do(func(ctl *actors.Control[call]) {
+		ctl.Dispatch(0, second)
+		ctl.Dispatch(1, second)
 	})
 	h.batch(0)
 	h.batch(1)
@@ -409,7 +438,7 @@ func TestHandleCtxCarriesDeadlineAndValues(t *testing.T) {
 
 	before := time.Now()
 	batch := items(t, 0, 2)
-	h.do(func(host *actors.Host) { host.Dispatch(0, batch) })
+	h.do(func(ctl *actors.Control[call]) { ctl.Dispatch(0, batch) })
 	results, _ := h.batch(0)
 
 	quick := <-seen
@@ -461,7 +490,7 @@ func TestCancelledHostCtxCancelsRunningHandle(t *testing.T) {
 	h := startHost(t, base, []necro.Mount{{Name: "o", Organ: organ}}, actors.Config{})
 	h.ready(0)
 	batch := items(t, 0, 1)
-	h.do(func(host *actors.Host) { host.Dispatch(0, batch) })
+	h.do(func(ctl *actors.Control[call]) { ctl.Dispatch(0, batch) })
 	<-started
 	cancel()
 	results, _ := h.batch(0)
@@ -521,7 +550,7 @@ func TestStuckHandlerIsAbandonedAndOrganGoesOn(t *testing.T) {
 	h.ready(0)
 
 	batch := items(t, 0, 3)
-	h.do(func(host *actors.Host) { host.Dispatch(0, batch) })
+	h.do(func(ctl *actors.Control[call]) { ctl.Dispatch(0, batch) })
 	st := h.stuck(0)
 	if st.Seq != 1 {
 		t.Fatalf("Stuck.Seq = %d, want 1 (the blocked item)", st.Seq)
@@ -532,9 +561,9 @@ func TestStuckHandlerIsAbandonedAndOrganGoesOn(t *testing.T) {
 		ok        bool
 		abandoned int
 	)
-	h.do(func(host *actors.Host) {
-		results, rest, ok = host.Abandon(st)
-		abandoned = host.Abandoned(0)
+	h.do(func(ctl *actors.Control[call]) {
+		results, rest, ok = ctl.Abandon(st)
+		abandoned = ctl.Abandoned(0)
 	})
 	if !ok {
 		t.Fatal("Abandon of a call still blocked: ok = false, want true")
@@ -543,7 +572,7 @@ func TestStuckHandlerIsAbandonedAndOrganGoesOn(t *testing.T) {
 	// the call ran long) come first; they are consumed here.
 	var sent []actors.Result
 	h.pending = slices.DeleteFunc(h.pending, func(m any) bool {
-		d, isDone := m.(*actors.Done)
+		d, isDone := m.(actors.Done)
 		if isDone && d.Organ == 0 {
 			sent = append(sent, d.Results...)
 		}
@@ -569,7 +598,7 @@ func TestStuckHandlerIsAbandonedAndOrganGoesOn(t *testing.T) {
 	// The organ goes on with a fresh actor while the first call is still blocked.
 	h.ready(0)
 	more := append(slices.Clone(rest), items(t, 3, 5)...)
-	h.do(func(host *actors.Host) { host.Dispatch(0, more) })
+	h.do(func(ctl *actors.Control[call]) { ctl.Dispatch(0, more) })
 	results, rest = h.batch(0)
 	if got := resultSeqs(results); !slices.Equal(got, []uint64{2, 3, 4}) || len(rest) != 0 {
 		t.Fatalf("after the abandon: results %v rest %v, want [2 3 4] and no rest", got, seqsOf(rest))
@@ -582,16 +611,16 @@ func TestStuckHandlerIsAbandonedAndOrganGoesOn(t *testing.T) {
 	if b.running.Load() != 1 || b.finished.Load() != 0 {
 		t.Fatalf("the abandoned call should still be blocked: running %d finished %d", b.running.Load(), b.finished.Load())
 	}
-	if got := h.host.Abandoned(0); got != 1 {
+	if got := h.abandoned(0); got != 1 {
 		t.Errorf("Abandoned(0) while the call still runs = %d, want 1", got)
 	}
 
 	b.unblock()
-	eventually(t, "Abandoned(0) to drop to 0 once the call returned", func() bool { return h.host.Abandoned(0) == 0 })
+	eventually(t, "Abandoned(0) to drop to 0 once the call returned", func() bool { return h.abandoned(0) == 0 })
 	// Nothing more comes from the abandoned call: its result was given by Abandon.
-	h.do(func(*actors.Host) {})
+	h.do(func(*actors.Control[call]) {})
 	for _, m := range h.drain() {
-		if d, isDone := m.(*actors.Done); isDone && slices.Contains(resultSeqs(d.Results), 1) {
+		if d, isDone := m.(actors.Done); isDone && slices.Contains(resultSeqs(d.Results), 1) {
 			t.Errorf("the abandoned call's own result arrived after all: %s", describe([]any{d}))
 		}
 	}
@@ -604,7 +633,7 @@ func TestAbandonAfterCallFinishedChangesNothing(t *testing.T) {
 	t.Cleanup(b.unblock)
 	h.ready(0)
 	batch := items(t, 0, 2)
-	h.do(func(host *actors.Host) { host.Dispatch(0, batch) })
+	h.do(func(ctl *actors.Control[call]) { ctl.Dispatch(0, batch) })
 	st := h.stuck(0)
 	b.unblock() // the call finishes before the coordinator acts on Stuck
 	results, rest := h.batch(0)
@@ -616,16 +645,16 @@ func TestAbandonAfterCallFinishedChangesNothing(t *testing.T) {
 	}
 	var ok bool
 	var abandoned int
-	h.do(func(host *actors.Host) {
-		_, _, ok = host.Abandon(st)
-		abandoned = host.Abandoned(0)
+	h.do(func(ctl *actors.Control[call]) {
+		_, _, ok = ctl.Abandon(st)
+		abandoned = ctl.Abandoned(0)
 	})
 	if ok || abandoned != 0 {
 		t.Errorf("Abandon of a finished call: ok %v, Abandoned %d; want false, 0", ok, abandoned)
 	}
 	// The actor was not replaced: it takes more work.
 	next := items(t, 2, 3)
-	h.do(func(host *actors.Host) { host.Dispatch(0, next) })
+	h.do(func(ctl *actors.Control[call]) { ctl.Dispatch(0, next) })
 	if results, _ := h.batch(0); len(results) != 1 || results[0].Err != nil {
 		t.Errorf("work after a no-op Abandon: %+v, want one result without error", results)
 	}
@@ -638,9 +667,9 @@ func TestCloseDoesNotWaitForAbandonedCall(t *testing.T) {
 	t.Cleanup(b.unblock)
 	h.ready(0)
 	batch := items(t, 0, 1)
-	h.do(func(host *actors.Host) { host.Dispatch(0, batch) })
+	h.do(func(ctl *actors.Control[call]) { ctl.Dispatch(0, batch) })
 	st := h.stuck(0)
-	h.do(func(host *actors.Host) { host.Abandon(st) })
+	h.do(func(ctl *actors.Control[call]) { ctl.Abandon(st) })
 	h.ready(0)
 
 	// Host's doc: abandoned calls "are left to finish and their results are dropped".
@@ -672,7 +701,7 @@ func TestHostLogsGoToConfiguredLogger(t *testing.T) {
 	h := startHost(t, t.Context(), []necro.Mount{{Name: "fragile", Organ: organ}}, actors.Config{Logger: logger})
 	h.ready(0)
 	batch := items(t, 0, 1)
-	h.do(func(host *actors.Host) { host.Dispatch(0, batch) })
+	h.do(func(ctl *actors.Control[call]) { ctl.Dispatch(0, batch) })
 	h.crashed(0)
 	h.batch(0)
 	h.host.Close()
@@ -752,7 +781,7 @@ func TestCloseAfterCancelReachesRunningHandle(t *testing.T) {
 	h := startHost(t, base, []necro.Mount{{Name: "o", Organ: organ}}, actors.Config{})
 	h.ready(0)
 	batch := items(t, 0, 1)
-	h.do(func(host *actors.Host) { host.Dispatch(0, batch) })
+	h.do(func(ctl *actors.Control[call]) { ctl.Dispatch(0, batch) })
 	<-started
 
 	// The Spine's immediate stop: cancel the host's ctx, then Close at once. Start's
@@ -799,7 +828,7 @@ func TestCloseStartsNoMoreItemsOfABatch(t *testing.T) {
 	h := startHost(t, t.Context(), []necro.Mount{{Name: "o", Organ: organ}}, actors.Config{})
 	h.ready(0)
 	batch := items(t, 0, 3)
-	h.do(func(host *actors.Host) { host.Dispatch(0, batch) })
+	h.do(func(ctl *actors.Control[call]) { ctl.Dispatch(0, batch) })
 	<-first
 	h.host.Close()
 	closedAt := time.Now()

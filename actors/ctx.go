@@ -22,11 +22,24 @@ type handleCtx struct {
 	organ    string
 	span     telemetry.Span // the call's process span; the zero Span when tracing is off
 
-	expired atomic.Uint32 // 0 live, 1 deadline passed, 2 canceled
-	stuck   atomic.Bool   // reported to the coordinator as stuck
-	mu      sync.Mutex
-	done    chan struct{}
+	ended atomic.Uint32 // a ctxEnd; read it with endedBy
+	stuck atomic.Bool   // reported to the coordinator as stuck
+	mu    sync.Mutex
+	done  chan struct{}
 }
+
+// A ctxEnd says why a Handle ctx ended. The first reason wins: a call canceled after its
+// deadline passed still timed out.
+type ctxEnd uint32
+
+const (
+	ctxLive         ctxEnd = iota // not ended
+	ctxPastDeadline               // the deadline passed: Err is DeadlineExceeded, the result a timeout
+	ctxCanceled                   // the host's ctx ended or the host is closing: Err is Canceled
+)
+
+// endedBy says why the ctx ended, or ctxLive.
+func (c *handleCtx) endedBy() ctxEnd { return ctxEnd(c.ended.Load()) }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
@@ -36,7 +49,7 @@ func (c *handleCtx) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done == nil {
-		if c.expired.Load() != 0 {
+		if c.endedBy() != ctxLive {
 			c.done = closedChan
 		} else {
 			c.done = make(chan struct{})
@@ -46,10 +59,10 @@ func (c *handleCtx) Done() <-chan struct{} {
 }
 
 func (c *handleCtx) Err() error {
-	switch c.expired.Load() {
-	case 1:
+	switch c.endedBy() {
+	case ctxPastDeadline:
 		return context.DeadlineExceeded
-	case 2:
+	case ctxCanceled:
 		return context.Canceled
 	}
 	return nil
@@ -64,9 +77,9 @@ func (c *handleCtx) Value(key any) any {
 	return c.parent.Value(key)
 }
 
-// expire ends the ctx with reason 1 (deadline) or 2 (canceled); the first reason wins.
-func (c *handleCtx) expire(reason uint32) {
-	if !c.expired.CompareAndSwap(0, reason) {
+// end ends the ctx for a reason, ctxPastDeadline or ctxCanceled; the first reason wins.
+func (c *handleCtx) end(reason ctxEnd) {
+	if !c.ended.CompareAndSwap(uint32(ctxLive), uint32(reason)) {
 		return
 	}
 	c.mu.Lock()

@@ -13,11 +13,11 @@ func TestHandleCtxDoneRacingExpireClosesOnce(t *testing.T) {
 	for range 100_000 {
 		c := &handleCtx{parent: context.Background()}
 		var wg sync.WaitGroup
-		wg.Go(func() { c.expire(2) })
+		wg.Go(func() { c.end(ctxCanceled) })
 		wg.Go(func() { <-c.Done() })
 		wg.Wait()
 		if c.Err() != context.Canceled {
-			t.Fatalf("Err() = %v after expire(2), want context.Canceled", c.Err())
+			t.Fatalf("Err() = %v after end(ctxCanceled), want context.Canceled", c.Err())
 		}
 	}
 }

@@ -35,7 +35,7 @@ type work struct {
 const flushEvery = time.Millisecond
 
 type organActor struct {
-	h           *Host
+	h           *host
 	organ       int
 	slot        *slot
 	o           necro.Organ
@@ -45,7 +45,7 @@ type organActor struct {
 func (a *organActor) Receive(ctx actor.Context) {
 	switch w := ctx.Message().(type) {
 	case *actor.Started:
-		ctx.Send(ctx.Parent(), Ready{Organ: a.organ, Incarnation: a.incarnation})
+		ctx.Send(ctx.Parent(), ready{organ: a.organ, incarnation: a.incarnation})
 	case *work:
 		a.handleBatch(ctx, w)
 	}
@@ -84,7 +84,7 @@ func (a *organActor) handleBatch(ctx actor.Context, w *work) {
 		}
 		w.cur.Store(hc)
 		children, err := a.handleOne(hctx, it.Event)
-		if hc.expired.Load() == 1 {
+		if hc.endedBy() == ctxPastDeadline {
 			children, err = nil, a.slot.timeoutErr()
 		}
 		end := time.Now()
@@ -110,7 +110,7 @@ func (a *organActor) handleBatch(ctx actor.Context, w *work) {
 			lastFlush = end
 		}
 	}
-	// Sent before the batch stops counting as running, so that Host.Close, which waits
+	// Sent before the batch stops counting as running, so that Close, which waits
 	// for what runs, never gets ahead of this answer.
 	ctx.Send(ctx.Parent(), &Done{Organ: a.organ, Results: w.claim(len(w.items)), Final: true, Incarnation: a.incarnation})
 	w.cur.Store(nil)

@@ -14,11 +14,13 @@ import (
 	"github.com/necrostack/necro/telemetry"
 )
 
-// coordinator is the Spine actor's state. Only the coordinator's goroutine touches it:
-// receive is the actor's behaviour.
+// coordinator is the Spine actor. The actors package runs it as the coordinator of the
+// organ actors (see actors.Coordinator): the methods that take a *control are its
+// behaviour, one per kind of message, and run one at a time on the actor's goroutine,
+// which alone touches the coordinator's state. After each message it dispatches what
+// waits and commits what is complete (see advance).
 type coordinator struct {
 	r      *run
-	host   *actors.Host
 	log    *slog.Logger
 	debug  bool
 	organs []organState
@@ -37,20 +39,55 @@ type coordinator struct {
 	children    []necro.Event
 }
 
+var _ actors.Coordinator[message] = (*coordinator)(nil)
+
+// control is what the Spine actor may do with its organ actors: dispatch, restart,
+// abandon, set a timer. Only the actor's own methods receive it.
+type control = actors.Control[message]
+
+// A message is one of the Spine actor's own messages, beside its organs' answers:
+// [fetched], [quarantineOver] or [abortMsg].
+type message interface{ spineMessage() }
+
+type (
+	// fetched carries a pulled batch from the fetcher.
+	fetched struct{ ds []backend.Delivery }
+	// quarantineOver ends, from a timer, the quarantine of an organ that had too many
+	// abandoned calls.
+	quarantineOver struct{ organ int }
+	// abortMsg asks, from the run, for every uncommitted delivery to be given back; done
+	// is closed once they are on their way.
+	abortMsg struct{ done chan struct{} }
+)
+
+func (fetched) spineMessage()        {}
+func (quarantineOver) spineMessage() {}
+func (abortMsg) spineMessage()       {}
+
+// organState is what the Spine actor knows of one organ and its actor.
 type organState struct {
-	name    string
-	queue   []actors.Item // items waiting for this organ, in sequence order
-	busy    bool          // a batch is out and its final Done has not come back
-	up      bool          // its actor announced itself Ready and has not failed since
-	held    bool          // quarantined after too many abandoned calls
-	benched bool          // quarantined by its restart intensity, until its actor is Ready
-	seen    int64         // the latest actor incarnation heard from
-	downTo  int64         // incarnations up to this one crashed or were abandoned
+	name  string
+	queue []actors.Item // items waiting for this organ, in sequence order
+	busy  bool          // a batch is out and its final Done has not come back
+	ready bool          // its actor announced itself Ready and has not failed since
+	// crashQuarantine: quarantined by its restart intensity, until its restarted actor
+	// is Ready. abandonQuarantine: quarantined after too many abandoned calls, until
+	// its quarantineOver. Either way it gets no work.
+	crashQuarantine   bool
+	abandonQuarantine bool
+	// latestHeard is the newest incarnation of its actor heard from; goneThrough the
+	// newest known to have crashed or been abandoned. A Ready from an incarnation up to
+	// goneThrough is stale.
+	latestHeard int64
+	goneThrough int64
 	// crashOpen is set between the first and the second report of a crash; see
 	// crashReported.
 	crashOpen bool
 	history   supervision.History
 }
+
+// quarantined reports whether the organ is in quarantine, for either cause.
+func (o *organState) quarantined() bool { return o.crashQuarantine || o.abandonQuarantine }
 
 type record struct {
 	used    bool
@@ -61,8 +98,6 @@ type record struct {
 	results []actors.Result
 	waiting int
 }
-
-type quarantineOver struct{ organ int }
 
 // markQuarantined marks the items waiting for the organ, whose process spans note it.
 // It is called as a quarantine ends: an organ in quarantine gets no work, so every item
@@ -87,38 +122,47 @@ func newCoordinator(r *run) *coordinator {
 	return c
 }
 
-// receive is the Spine actor's behaviour.
-func (c *coordinator) receive(msg any) {
-	switch m := msg.(type) {
+// Receive handles the Spine actor's own messages.
+func (c *coordinator) Receive(ctl *control, m message) {
+	switch m := m.(type) {
 	case fetched:
 		c.admit(m.ds)
-	case *actors.Done:
-		c.done(m)
-	case actors.Ready:
-		o := &c.organs[m.Organ]
-		o.seen = max(o.seen, m.Incarnation)
-		if m.Incarnation <= o.downTo {
-			break // stale: sent by an instance that has crashed or been abandoned since
-		}
-		if o.benched {
-			o.markQuarantined()
-		}
-		o.up, o.benched = true, false
-		c.r.health.set("organ "+o.name+" quarantined: restart intensity exceeded", false)
-	case actors.Crashed:
-		c.crashed(m)
-	case actors.Stuck:
-		c.stuck(m)
 	case quarantineOver:
-		c.organs[m.organ].markQuarantined()
-		c.organs[m.organ].held = false
-		c.r.health.set("organ "+c.organs[m.organ].name+" quarantined: too many abandoned handlers", false)
-		c.log.InfoContext(c.r.ctx, "organ quarantine over", slog.String("organ", c.organs[m.organ].name))
+		c.endAbandonQuarantine(m.organ)
 	case abortMsg:
 		c.abort()
 		close(m.done)
-		return
 	}
+	c.advance(ctl)
+}
+
+// Ready takes an organ's announcement that its actor can take work.
+func (c *coordinator) Ready(ctl *control, organ int, incarnation int64) {
+	c.organReady(organ, incarnation)
+	c.advance(ctl)
+}
+
+// Done takes an organ's answer to a dispatch.
+func (c *coordinator) Done(ctl *control, d actors.Done) {
+	c.answered(d)
+	c.advance(ctl)
+}
+
+// Crashed takes the report that an organ's actor panicked.
+func (c *coordinator) Crashed(ctl *control, organ int, err *necro.PanicError) {
+	c.crashed(ctl, organ, err)
+	c.advance(ctl)
+}
+
+// Stuck takes the report of a Handle call that ignored its deadline.
+func (c *coordinator) Stuck(ctl *control, st actors.Stuck) {
+	c.abandon(ctl, st)
+	c.advance(ctl)
+}
+
+// advance ends the handling of every message: it dispatches what waits and commits what
+// is complete, unless the run is aborted or being aborted.
+func (c *coordinator) advance(ctl *control) {
 	if c.aborted {
 		return
 	}
@@ -131,7 +175,7 @@ func (c *coordinator) receive(msg any) {
 		// every delivery not committed yet. What was committed before stays committed.
 		return
 	}
-	c.dispatch()
+	c.dispatch(ctl)
 	c.commit()
 }
 
@@ -154,7 +198,7 @@ func (c *coordinator) admit(ds []backend.Delivery) {
 		for _, o := range organs {
 			og := &c.organs[o]
 			og.queue = append(og.queue, actors.Item{Seq: seq, Event: d.Event})
-			if og.held || og.benched {
+			if og.quarantined() {
 				c.r.stats.quarantineWaits.Add(1)
 			}
 			if c.debug {
@@ -176,41 +220,58 @@ func (c *coordinator) targeted(organs []int, ev necro.Event) []int {
 	return out
 }
 
-// dispatch sends each organ that can take work everything waiting for it.
-func (c *coordinator) dispatch() {
+// dispatch sends each organ that can take work everything waiting for it. An organ in
+// a crash quarantine is not ready (its actor is down) until the restart's Ready.
+func (c *coordinator) dispatch(ctl *control) {
 	for i := range c.organs {
 		o := &c.organs[i]
-		if len(o.queue) == 0 || o.busy || !o.up || o.held {
+		if len(o.queue) == 0 || o.busy || !o.ready || o.abandonQuarantine {
 			continue
 		}
 		items := o.queue
 		o.queue = nil
 		o.busy = true
-		c.host.Dispatch(i, items)
+		ctl.Dispatch(i, items)
 	}
 }
 
-func (c *coordinator) done(m *actors.Done) {
-	if m.Crashed {
-		c.crashReported(m.Organ)
+// organReady marks an organ's actor ready for work, unless the announcement is stale;
+// a ready actor ends a crash quarantine.
+func (c *coordinator) organReady(organ int, incarnation int64) {
+	o := &c.organs[organ]
+	o.latestHeard = max(o.latestHeard, incarnation)
+	if incarnation <= o.goneThrough {
+		return // stale: sent by an instance that has crashed or been abandoned since
+	}
+	if o.crashQuarantine {
+		o.markQuarantined()
+	}
+	o.ready, o.crashQuarantine = true, false
+	c.r.health.set(restartIntensity.problem(o.name), false)
+}
+
+// answered files an organ's answer: its results, and the items a crash handed back.
+func (c *coordinator) answered(d actors.Done) {
+	if d.Crashed {
+		c.crashReported(d.Organ)
 	}
 	if c.aborted {
-		endReleased(m.Results)
+		endReleased(d.Results)
 		return
 	}
-	o := &c.organs[m.Organ]
-	c.record(m.Organ, m.Results)
-	o.seen = max(o.seen, m.Incarnation)
-	if m.Crashed {
+	o := &c.organs[d.Organ]
+	c.record(d.Organ, d.Results)
+	o.latestHeard = max(o.latestHeard, d.Incarnation)
+	if d.Crashed {
 		// Its Crashed may come later; until the restart, the actor must get no work.
-		o.up = false
-		o.downTo = max(o.downTo, m.Incarnation)
+		o.ready = false
+		o.goneThrough = max(o.goneThrough, d.Incarnation)
 	}
-	if m.Final {
+	if d.Final {
 		o.busy = false
 	}
-	if len(m.Rest) > 0 {
-		o.queue = append(append([]actors.Item(nil), m.Rest...), o.queue...)
+	if len(d.Rest) > 0 {
+		o.queue = append(append([]actors.Item(nil), d.Rest...), o.queue...)
 	}
 }
 
@@ -246,55 +307,71 @@ func (c *coordinator) crashReported(organ int) {
 	}
 }
 
-func (c *coordinator) crashed(m actors.Crashed) {
-	c.crashReported(m.Organ)
-	o := &c.organs[m.Organ]
-	o.up = false
-	st := c.r.stats
+// crashed lets the restart policy decide on a crashed organ actor: a restart after a
+// backoff, or a quarantine that ends when the restarted actor is Ready.
+func (c *coordinator) crashed(ctl *control, organ int, err *necro.PanicError) {
+	c.crashReported(organ)
+	o := &c.organs[organ]
+	o.ready = false
 	now := time.Now()
 	d := c.r.cfg.Restart.Decide(&o.history, now, uint64(now.UnixNano()))
-	attrs := []any{slog.String("organ", o.name), slog.Any("err", m.Err), slog.Duration("delay", d.Delay),
+	attrs := []any{slog.String("organ", o.name), slog.Any("err", err), slog.Duration("delay", d.Delay),
 		slog.Int("waiting", len(o.queue))}
 	if d.Directive == supervision.Quarantine {
-		o.benched = true
-		c.r.health.set("organ "+o.name+" quarantined: restart intensity exceeded", true)
-		st.quarantines.Add(1)
-		st.quarantineWaits.Add(int64(len(o.queue)))
+		o.crashQuarantine = true
+		c.quarantine(o, restartIntensity)
 		c.log.ErrorContext(c.r.ctx, "organ quarantined: restart intensity exceeded", attrs...)
 	} else {
 		c.log.WarnContext(c.r.ctx, "organ panicked; restarting", attrs...)
 	}
-	c.host.Restart(m.Organ, d.Delay)
+	ctl.Restart(organ, d.Delay)
 }
 
-func (c *coordinator) stuck(m actors.Stuck) {
-	results, rest, ok := c.host.Abandon(m)
+// abandon gives up on a Handle call that ignored its deadline; its organ goes on with a
+// fresh actor. Past MaxAbandoned calls still running, the organ is quarantined for
+// Restart.Quarantine.
+func (c *coordinator) abandon(ctl *control, st actors.Stuck) {
+	results, rest, ok := ctl.Abandon(st)
 	if !ok {
 		return // it finished meanwhile
 	}
-	o := &c.organs[m.Organ]
-	st := c.r.stats
-	st.abandoned.Add(1)
-	o.up, o.busy = false, false
-	o.downTo = max(o.downTo, o.seen) // the replacement is a newer incarnation
-	c.record(m.Organ, results)
+	o := &c.organs[st.Organ]
+	c.r.stats.abandoned.Add(1)
+	o.ready, o.busy = false, false
+	o.goneThrough = max(o.goneThrough, o.latestHeard) // the replacement is a newer incarnation
+	c.record(st.Organ, results)
 	o.queue = append(append([]actors.Item(nil), rest...), o.queue...)
-	running := c.host.Abandoned(m.Organ)
+	running := ctl.Abandoned(st.Organ)
 	c.log.WarnContext(c.r.ctx, "handler ignored its deadline; abandoned", slog.String("organ", o.name),
 		slog.Int("abandoned_running", running))
-	if running > c.r.cfg.MaxAbandoned && !o.held {
-		o.held = true
-		c.r.health.set("organ "+o.name+" quarantined: too many abandoned handlers", true)
-		st.quarantines.Add(1)
-		st.quarantineWaits.Add(int64(len(o.queue)))
-		delay := c.r.cfg.Restart.Quarantine
-		if delay <= 0 {
-			delay = 5 * time.Second
-		}
-		c.log.ErrorContext(c.r.ctx, "organ quarantined: too many abandoned handlers", slog.String("organ", o.name),
-			slog.Int("abandoned_running", running), slog.Duration("delay", delay), slog.Int("waiting", len(o.queue)))
-		c.host.After(delay, quarantineOver{organ: m.Organ})
+	if running <= c.r.cfg.MaxAbandoned || o.abandonQuarantine {
+		return
 	}
+	o.abandonQuarantine = true
+	c.quarantine(o, tooManyAbandoned)
+	delay := c.r.cfg.Restart.Quarantine
+	if delay <= 0 {
+		delay = supervision.DefaultQuarantine
+	}
+	c.log.ErrorContext(c.r.ctx, "organ quarantined: too many abandoned handlers", slog.String("organ", o.name),
+		slog.Int("abandoned_running", running), slog.Duration("delay", delay), slog.Int("waiting", len(o.queue)))
+	ctl.After(delay, quarantineOver{organ: st.Organ})
+}
+
+// quarantine reports an organ's quarantine: a health problem and its counts.
+func (c *coordinator) quarantine(o *organState, cause quarantineCause) {
+	c.r.health.set(cause.problem(o.name), true)
+	c.r.stats.quarantines.Add(1)
+	c.r.stats.quarantineWaits.Add(int64(len(o.queue)))
+}
+
+// endAbandonQuarantine lets an organ quarantined for its abandoned calls take work again.
+func (c *coordinator) endAbandonQuarantine(organ int) {
+	o := &c.organs[organ]
+	o.markQuarantined()
+	o.abandonQuarantine = false
+	c.r.health.set(tooManyAbandoned.problem(o.name), false)
+	c.log.InfoContext(c.r.ctx, "organ quarantine over", slog.String("organ", o.name))
 }
 
 // commit settles, in sequence order, every delivery at the head of the reorder buffer

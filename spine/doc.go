@@ -1,9 +1,12 @@
 // Package spine dispatches events from a backend to the organs mounted for their type.
 //
-// A [Spine] is an actor (see package actors) fed by a fetcher goroutine that pulls
-// batches from a [backend.Backend], never more than the free room in the Spine's window.
-// The Spine numbers each delivery in queue order and hands it to every organ that
-// listens to its type, in mount order; organs run in parallel, each on its own actor.
+// A [Spine] is an actor fed by a fetcher goroutine that pulls batches from a
+// [backend.Backend], never more than the free room in the Spine's window. The Spine
+// actor's state and behaviour are this package's; package actors runs it as the
+// coordinator of the organ actors, and the two speak through typed calls (see
+// actors.Coordinator). The Spine numbers each delivery in queue order and hands it to
+// every organ that listens to its type, in mount order; organs run in parallel, each on
+// its own actor.
 // A reorder buffer commits deliveries strictly in the order they were numbered, so for
 // any window size the organs see events, and the queue receives children, in the same
 // order as a one-event-at-a-time loop would produce. Committing a delivery stamps

@@ -130,11 +130,7 @@ func (c *coordinator) route(ev necro.Event, rt *routing) ([]int, fate) {
 	var missing []string
 	if !ev.IsForAll() {
 		organs = c.targeted(organs, ev)
-		for _, t := range ev.Meta().Targets {
-			if !slices.ContainsFunc(organs, func(o int) bool { return c.organs[o].name == t }) && !slices.Contains(missing, t) {
-				missing = append(missing, t)
-			}
-		}
+		missing = c.targetsElsewhere(ev, organs)
 	} else if rt != nil {
 		missing = rt.remote[typ]
 	}
@@ -147,13 +143,7 @@ func (c *coordinator) route(ev necro.Event, rt *routing) ([]int, fate) {
 		return organs, fate{lost: missing}
 	}
 	var f fate
-	for _, o := range missing {
-		if rt != nil && len(rt.holders[organType{o, typ}]) > 0 {
-			f.forward = append(f.forward, o)
-		} else {
-			f.lost = append(f.lost, o)
-		}
-	}
+	f.forward, f.lost = rt.mountedElsewhere(typ, missing)
 	if len(organs) == 0 && len(f.forward) > 0 {
 		return nil, fate{kind: fateHandoff, to: pickHolder(ev.ID(), typ, f.forward, rt)}
 	}
@@ -164,6 +154,32 @@ func (c *coordinator) route(ev necro.Event, rt *routing) ([]int, fate) {
 		return nil, fate{kind: fateDeferred}
 	}
 	return organs, f
+}
+
+// mountedElsewhere splits organs not mounted here, for events of type typ, into those
+// another live worker mounts and those no live worker does, as far as rt knows; a nil
+// rt knows of none.
+func (rt *routing) mountedElsewhere(typ string, organs []string) (mounted, lost []string) {
+	for _, o := range organs {
+		if rt != nil && len(rt.holders[organType{o, typ}]) > 0 {
+			mounted = append(mounted, o)
+		} else {
+			lost = append(lost, o)
+		}
+	}
+	return mounted, lost
+}
+
+// targetsElsewhere lists the organs a targeted event is meant for that are not among
+// the organs here that take it, each once, in the order of its targets.
+func (c *coordinator) targetsElsewhere(ev necro.Event, here []int) []string {
+	var missing []string
+	for _, t := range ev.Meta().Targets {
+		if !slices.ContainsFunc(here, func(o int) bool { return c.organs[o].name == t }) && !slices.Contains(missing, t) {
+			missing = append(missing, t)
+		}
+	}
+	return missing
 }
 
 // pickHolder chooses the worker to hand an event to: one that mounts the most of the

@@ -38,7 +38,7 @@ type run struct {
 	// settled any more, every delivery left is given back.
 	failed atomic.Bool
 
-	host  *actors.Host
+	host  *actors.Host[message] // runs coord, the Spine actor, and the organ actors
 	coord *coordinator
 
 	// roster says the store is shared with other workers (a backend.Roster); routes is
@@ -92,8 +92,7 @@ func (r *run) execute() error {
 		Logger:         r.log,
 		Telemetry:      r.tel,
 		Destination:    r.s.dest,
-	}, r.coord.receive)
-	r.coord.host = r.host
+	}, r.coord)
 
 	var wg sync.WaitGroup
 	ro, isRoster := r.b.(backend.Roster)
@@ -150,97 +149,143 @@ func (r *run) waitSettled() {
 // fetch pulls deliveries into the window until the work is done, the budget is spent,
 // the run is stopped, or the backend is given up on.
 func (r *run) fetch() error {
-	steps := int64(limit(r.cfg.MaxSteps))
-	idler, _ := r.b.(backend.Idler)
-	failures := 0
-	var lastErr error
-	for {
-		if r.pullCtx.Err() != nil {
-			return nil
-		}
+	f := fetcher{r: r, steps: int64(limit(r.cfg.MaxSteps))}
+	f.idler, _ = r.b.(backend.Idler)
+	for r.pullCtx.Err() == nil {
 		n := r.acquire()
 		if n == 0 {
 			continue
 		}
-		if r.bounded {
-			left := steps - r.stats.dispatched.Load()
-			if left <= 0 {
-				r.release(n)
-				return r.budgetSpent(idler)
-			}
-			n = min(n, left)
-		}
-		pullCtx, cancel := r.pullCtx, context.CancelFunc(nil)
-		idle := r.inflight.Load() == 0
-		if r.bounded {
-			switch {
-			case !idle:
-				pullCtx = doneCtx // only what is ready; more comes when something settles
-			case idler != nil && idler.Idle():
-				r.release(n)
-				return nil // the work is done
-			case idler == nil:
-				pullCtx, cancel = context.WithTimeout(r.pullCtx, r.cfg.IdleTimeout)
-			}
-		}
-		settles := r.settles.Load() // read before the pull: a settle after it must wake us
-		var pullStart time.Time
-		if r.tel.Tracing() {
-			pullStart = time.Now()
-		}
-		ds, err := r.b.Pull(pullCtx, int(n))
-		if cancel != nil {
-			cancel()
-		}
-		r.release(n - int64(len(ds)))
-		if len(ds) > 0 {
-			if r.tel.Tracing() {
-				r.tel.Receive(r.ctx, &r.s.dest, len(ds), func(i int) necro.Event { return ds[i].Event }, pullStart)
-			}
-			r.closeCircuit(&failures)
-			r.stats.dispatched.Add(int64(len(ds)))
-			r.inflight.Add(int64(len(ds)))
-			r.host.Send(fetched{ds})
-			continue
-		}
-		switch {
-		case r.pullCtx.Err() != nil:
-			return nil
-		case err == nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-			r.closeCircuit(&failures) // the backend answered
-			if r.bounded && idle {
-				if idler == nil {
-					return nil // IdleTimeout of silence: the work is done
-				}
-				continue
-			}
-			if r.bounded {
-				r.waitSettleAfter(settles) // something in flight will settle and may enqueue children
-			}
-		default:
-			failures++
-			lastErr = err
-			r.health.set(circuitOpen, true)
-			r.stats.backendErrors.Add(1)
-			r.log.WarnContext(r.ctx, "pull failed", slog.Int("consecutive_failures", failures), slog.Any("err", err))
-			if r.bounded && failures >= r.cfg.MaxConsecutiveBackendFailures {
-				return &BackendUnavailableError{FailureCount: failures, LastErr: lastErr}
-			}
-			delay := r.cfg.BackendBackoff.Delay(failures, uint64(failures))
-			if !sleep(r.pullCtx, delay) {
-				return nil
-			}
+		if over, err := f.round(n); over {
+			return err
 		}
 	}
+	return nil
 }
 
-const circuitOpen = "backend circuit open: pulls are failing"
+// A fetcher is the state of the fetch loop, which only the fetcher goroutine touches.
+type fetcher struct {
+	r        *run
+	steps    int64         // MaxSteps, the budget of a bounded run
+	idler    backend.Idler // the backend, when it can tell that it is idle
+	failures int           // pulls failed in a row; more than zero means the circuit is open
+}
 
-func (r *run) closeCircuit(failures *int) {
-	if *failures > 0 {
-		*failures = 0
-		r.health.set(circuitOpen, false)
-		r.log.InfoContext(r.ctx, "backend answers again; circuit closed")
+// round pulls up to n deliveries, n being the credits it took from the window, and hands
+// them to the Spine actor. It reports whether fetching is over, and with what error.
+func (f *fetcher) round(n int64) (bool, error) {
+	r := f.r
+	if r.bounded {
+		left := f.steps - r.stats.dispatched.Load()
+		if left <= 0 {
+			r.release(n)
+			return true, r.budgetSpent(f.idler)
+		}
+		n = min(n, left)
+	}
+	// Read settles before inflight: the wait for a settle (see nothingPulled) returns at
+	// once for any settle this read misses. Read the other way round, a settle between
+	// the two reads would leave the fetcher waiting, with nothing in flight, for a settle
+	// that never comes.
+	settles := r.settles.Load()
+	idle := r.inflight.Load() == 0
+	pullCtx, cancel, done := f.pullContext(idle)
+	if done {
+		r.release(n)
+		return true, nil
+	}
+	var pullStart time.Time
+	if r.tel.Tracing() {
+		pullStart = time.Now()
+	}
+	ds, err := r.b.Pull(pullCtx, int(n))
+	cancel()
+	r.release(n - int64(len(ds)))
+	if len(ds) > 0 {
+		f.handOver(ds, pullStart)
+		return false, nil
+	}
+	return f.nothingPulled(err, idle, settles)
+}
+
+// pullContext says how long the next pull may wait. Serve waits until something comes.
+// A bounded run with deliveries in flight takes only what is ready: more comes when
+// something settles. With nothing in flight it waits, up to IdleTimeout when the
+// backend cannot tell that it is idle; done reports that the backend says it is idle,
+// so the work is done.
+func (f *fetcher) pullContext(idle bool) (ctx context.Context, cancel context.CancelFunc, done bool) {
+	r := f.r
+	noCancel := func() {}
+	switch {
+	case !r.bounded:
+		return r.pullCtx, noCancel, false
+	case !idle:
+		return doneCtx, noCancel, false
+	case f.idler == nil:
+		ctx, cancel = context.WithTimeout(r.pullCtx, r.cfg.IdleTimeout)
+		return ctx, cancel, false
+	case f.idler.Idle():
+		return nil, nil, true
+	}
+	return r.pullCtx, noCancel, false
+}
+
+// handOver sends a pulled batch to the Spine actor; from now on it is in flight.
+func (f *fetcher) handOver(ds []backend.Delivery, pullStart time.Time) {
+	r := f.r
+	if r.tel.Tracing() {
+		r.tel.Receive(r.ctx, &r.s.dest, len(ds), func(i int) necro.Event { return ds[i].Event }, pullStart)
+	}
+	f.closeCircuit()
+	r.stats.dispatched.Add(int64(len(ds)))
+	r.inflight.Add(int64(len(ds)))
+	r.host.Send(fetched{ds})
+}
+
+// nothingPulled decides what follows a pull that brought nothing, and reports, as round
+// does, whether fetching is over.
+func (f *fetcher) nothingPulled(err error, idle bool, settles int64) (bool, error) {
+	r := f.r
+	switch {
+	case r.pullCtx.Err() != nil:
+		return true, nil
+	case err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled):
+		return f.pullFailed(err)
+	}
+	f.closeCircuit() // the backend answered
+	if r.bounded && idle {
+		// Nothing in flight and nothing came. An Idler is asked again next round;
+		// without one, IdleTimeout of silence means that the work is done.
+		return f.idler == nil, nil
+	}
+	if r.bounded {
+		r.waitSettleAfter(settles) // something in flight will settle and may enqueue children
+	}
+	return false, nil
+}
+
+// pullFailed opens the circuit, or keeps it open, and waits BackendBackoff before the
+// next pull; a bounded run gives up after MaxConsecutiveBackendFailures failures in a
+// row. It reports, as round does, whether fetching is over.
+func (f *fetcher) pullFailed(err error) (bool, error) {
+	r := f.r
+	f.failures++
+	r.health.set(problemCircuitOpen, true)
+	r.stats.backendErrors.Add(1)
+	r.log.WarnContext(r.ctx, "pull failed", slog.Int("consecutive_failures", f.failures), slog.Any("err", err))
+	if r.bounded && f.failures >= r.cfg.MaxConsecutiveBackendFailures {
+		return true, &BackendUnavailableError{FailureCount: f.failures, LastErr: err}
+	}
+	delay := r.cfg.BackendBackoff.Delay(f.failures, uint64(f.failures))
+	return !sleep(r.pullCtx, delay), nil
+}
+
+// closeCircuit closes the circuit after the backend answered again.
+func (f *fetcher) closeCircuit() {
+	if f.failures > 0 {
+		f.failures = 0
+		f.r.health.set(problemCircuitOpen, false)
+		f.r.log.InfoContext(f.r.ctx, "backend answers again; circuit closed")
 	}
 }
 
@@ -422,7 +467,9 @@ func (r *run) settledOK(batch []backend.Settlement) {
 	r.done(len(batch))
 }
 
-// done gives the window room back for n settled deliveries.
+// done gives the window room back for n settled deliveries. inflight goes down before
+// settles goes up, the opposite of the order in which the fetcher reads them (see
+// fetcher.round), so that the fetcher never sees a settle counted and still in flight.
 func (r *run) done(n int) {
 	r.inflight.Add(-int64(n))
 	r.free.Add(int64(n))
@@ -498,12 +545,6 @@ func (r *run) storeChildren(ctx context.Context, st backend.Settlement, cause er
 	r.settledOK([]backend.Settlement{rest})
 	return true
 }
-
-// fetched carries a pulled batch from the fetcher to the coordinator.
-type fetched struct{ ds []backend.Delivery }
-
-// abortMsg asks the coordinator to give every uncommitted delivery back.
-type abortMsg struct{ done chan struct{} }
 
 // commitQueue hands settlements from the coordinator to the committer without ever
 // blocking the coordinator; the window bounds its length.

@@ -242,6 +242,23 @@ func (s *Spine) Ready(context.Context) error {
 	return nil
 }
 
+// The health problems a run can have, as [Health.Problems] names them. They are built
+// here and nowhere else.
+const problemCircuitOpen = "backend circuit open: pulls are failing"
+
+// A quarantineCause says why an organ is quarantined.
+type quarantineCause string
+
+const (
+	restartIntensity quarantineCause = "restart intensity exceeded"
+	tooManyAbandoned quarantineCause = "too many abandoned handlers"
+)
+
+// problem is the health problem of an organ quarantined for this cause.
+func (q quarantineCause) problem(organ string) string {
+	return "organ " + organ + " quarantined: " + string(q)
+}
+
 // healthBox holds the problems a run has at the moment; they change rarely.
 type healthBox struct {
 	mu       sync.Mutex

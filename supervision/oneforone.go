@@ -47,9 +47,12 @@ func (d Decision) String() string {
 const (
 	defaultMaxRestarts   = 10
 	defaultWindow        = time.Minute
-	defaultQuarantine    = 5 * time.Second
 	defaultMaxQuarantine = 5 * time.Minute
 )
+
+// DefaultQuarantine is the length of a first quarantine when OneForOne.Quarantine is
+// zero.
+const DefaultQuarantine = 5 * time.Second
 
 // OneForOne supervises each organ on its own: a crash restarts only that organ. It
 // bounds restart intensity: an organ may restart MaxRestarts times within any Window;
@@ -83,7 +86,7 @@ func (p OneForOne) resolved() OneForOne {
 		p.Window = defaultWindow
 	}
 	if p.Quarantine <= 0 {
-		p.Quarantine = defaultQuarantine
+		p.Quarantine = DefaultQuarantine
 	}
 	if p.MaxQuarantine <= 0 {
 		p.MaxQuarantine = max(defaultMaxQuarantine, p.Quarantine)
