@@ -163,6 +163,10 @@ func (r *run) fetch() error {
 	return nil
 }
 
+// afterInflightLook, when a test sets it, runs in the fetcher right after it looked at
+// what is in flight, so that a test can make the last delivery settle exactly there.
+var afterInflightLook func(*run)
+
 // A fetcher is the state of the fetch loop, which only the fetcher goroutine touches.
 type fetcher struct {
 	r        *run
@@ -189,6 +193,9 @@ func (f *fetcher) round(n int64) (bool, error) {
 	// that never comes.
 	settles := r.settles.Load()
 	idle := r.inflight.Load() == 0
+	if afterInflightLook != nil {
+		afterInflightLook(r)
+	}
 	pullCtx, cancel, done := f.pullContext(idle)
 	if done {
 		r.release(n)
