@@ -45,19 +45,35 @@ vet:
 	$(GO) vet -tags $(TEST_TAGS) ./...
 
 # The linters CI runs (make test runs them first): gofmt, go vet and staticcheck, with
-# and without the test tag. staticcheck is installed into bin/ at the pinned version
-# when it is missing; the first install takes a minute.
+# and without the test tag, and gocyclo, which fails a library function (not a test, not
+# a program under cmd/, examples/ or tools/) of cyclomatic complexity over 20. Both
+# tools are installed into bin/ at pinned versions when missing; the first install
+# takes a minute.
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := bin/staticcheck-$(STATICCHECK_VERSION)
-lint: fmt-check vet $(STATICCHECK)
+GOCYCLO_VERSION ?= v0.6.0
+GOCYCLO := bin/gocyclo-$(GOCYCLO_VERSION)
+lint: fmt-check vet $(STATICCHECK) $(GOCYCLO)
 	$(STATICCHECK) ./...
 	$(STATICCHECK) -tags $(TEST_TAGS) ./...
+	@over="$$($(GOCYCLO) -over 20 -ignore '_test\.go$$|^(cmd|examples|tools)/' .)"; \
+	if [ -n "$$over" ]; then \
+		echo "gocyclo: these library functions are over cyclomatic complexity 20; split them:"; \
+		echo "$$over"; \
+		exit 1; \
+	fi
 
 $(STATICCHECK):
 	mkdir -p bin
 	GOBIN=$(CURDIR)/bin/.staticcheck $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	mv bin/.staticcheck/staticcheck $@
 	rmdir bin/.staticcheck
+
+$(GOCYCLO):
+	mkdir -p bin
+	GOBIN=$(CURDIR)/bin/.gocyclo $(GO) install github.com/fzipp/gocyclo/cmd/gocyclo@$(GOCYCLO_VERSION)
+	mv bin/.gocyclo/gocyclo $@
+	rmdir bin/.gocyclo
 
 # The benchmark suite (cmd/necro-bench), about 3½ minutes: memory and Redis, chain and
 # fanout, tracing off and sampled at 1% into a Jaeger of its own; throughput, latency at

@@ -598,7 +598,9 @@ func (s suite) concurrentConsumers(t *testing.T) {
 				}
 				done := len(seen) == total
 				mu.Unlock()
-				if err := b.Settle(ctx, acks(ds)...); err != nil {
+				// What was pulled is settled even after another consumer, having seen the
+				// last event, ended ctx: its deliveries may still be settling.
+				if err := b.Settle(t.Context(), acks(ds)...); err != nil {
 					fail(fmt.Errorf("settle: %w", err))
 					return
 				}
@@ -714,20 +716,7 @@ func (s suite) boundedAddingNothing(t *testing.T) {
 	// Producers fill the store twice, with a pull in between: a store that does not
 	// count what is handed out takes as much again.
 	for range 2 {
-		for i := 0; ; i++ {
-			if i > 4*capacity {
-				t.Fatalf("Enqueue took %d events one by one into capacity %d", i, capacity)
-			}
-			ev := newEvents(t, "suite.addsnothing", 1)[0]
-			err := b.Enqueue(t.Context(), ev)
-			if errors.Is(err, backend.ErrQueueFull) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("Enqueue = %v", err)
-			}
-			outstanding[ev.ID()] = true
-		}
+		fillOneByOne(t, b, capacity, outstanding)
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
 		ds, err := b.Pull(ctx, 4*capacity)
@@ -740,26 +729,8 @@ func (s suite) boundedAddingNothing(t *testing.T) {
 		t.Fatalf("%d deliveries handed out after filling capacity %d, want at least 2", len(held), capacity)
 	}
 	// The children of the first delivery take as much of the follow-up room as fits.
-	first := held[0]
+	settleMostChildren(t, b, held[0], 2*capacity, outstanding)
 	held = held[1:]
-	for k := 2 * capacity; ; k-- {
-		if k == 0 {
-			t.Fatalf("no child of %s fits: a store must take some follow-ups", first.Event.ID())
-		}
-		children := newEvents(t, "suite.addsnothing.child", k)
-		err := b.Settle(t.Context(), backend.Settlement{Delivery: first, Children: children})
-		if errors.Is(err, backend.ErrQueueFull) {
-			continue
-		}
-		if err != nil {
-			t.Fatalf("Settle with %d children = %v", k, err)
-		}
-		delete(outstanding, first.Event.ID())
-		for _, c := range children {
-			outstanding[c.ID()] = true
-		}
-		break
-	}
 	if err := b.Enqueue(t.Context(), newEvents(t, "suite.addsnothing", 1)...); !errors.Is(err, backend.ErrQueueFull) {
 		t.Fatalf("Enqueue into the filled store = %v, want ErrQueueFull", err)
 	}
@@ -788,6 +759,48 @@ func (s suite) boundedAddingNothing(t *testing.T) {
 	if !t.Failed() {
 		expectNothing(t, b)
 	}
+}
+
+// fillOneByOne enqueues events one at a time until the store answers ErrQueueFull, and
+// notes each one stored in outstanding.
+func fillOneByOne(t *testing.T, b backend.Backend, capacity int, outstanding map[string]bool) {
+	t.Helper()
+	for i := 0; ; i++ {
+		if i > 4*capacity {
+			t.Fatalf("Enqueue took %d events one by one into capacity %d", i, capacity)
+		}
+		ev := newEvents(t, "suite.addsnothing", 1)[0]
+		err := b.Enqueue(t.Context(), ev)
+		if errors.Is(err, backend.ErrQueueFull) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("Enqueue = %v", err)
+		}
+		outstanding[ev.ID()] = true
+	}
+}
+
+// settleMostChildren settles d with as many children, from most down, as the store
+// takes, and notes them in outstanding in d's place.
+func settleMostChildren(t *testing.T, b backend.Backend, d backend.Delivery, most int, outstanding map[string]bool) {
+	t.Helper()
+	for k := most; k > 0; k-- {
+		children := newEvents(t, "suite.addsnothing.child", k)
+		err := b.Settle(t.Context(), backend.Settlement{Delivery: d, Children: children})
+		if errors.Is(err, backend.ErrQueueFull) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Settle with %d children = %v", k, err)
+		}
+		delete(outstanding, d.Event.ID())
+		for _, c := range children {
+			outstanding[c.ID()] = true
+		}
+		return
+	}
+	t.Fatalf("no child of %s fits: a store must take some follow-ups", d.Event.ID())
 }
 
 func (s suite) idle(t *testing.T) {

@@ -148,6 +148,29 @@ type Config struct {
 
 // withDefaults fills in the zero fields and checks the rest.
 func (c Config) withDefaults() (Config, error) {
+	c.defaultNames()
+	if err := c.durationDefaults(); err != nil {
+		return c, err
+	}
+	if err := c.sizeDefaults(); err != nil {
+		return c, err
+	}
+	for _, k := range []struct{ name, v string }{{"Stream", c.Stream}, {"Group", c.Group}, {"Consumer", c.Consumer}, {"DeadLetterStream", c.DeadLetterStream}} {
+		if strings.TrimSpace(k.v) != k.v {
+			return c, fmt.Errorf("%w: %s %q has leading or trailing space", ErrInvalidConfig, k.name, k.v)
+		}
+	}
+	if c.DeadLetterStream == c.Stream {
+		return c, fmt.Errorf("%w: DeadLetterStream is the Stream %q", ErrInvalidConfig, c.Stream)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+// defaultNames fills in the URL, the keys and the consumer's name.
+func (c *Config) defaultNames() {
 	if c.URL == "" {
 		c.URL = DefaultURL
 	}
@@ -165,6 +188,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.DeadLetterStream == "" {
 		c.DeadLetterStream = c.Stream + ":dlq"
 	}
+}
+
+// durationDefaults fills in the zero durations and checks them all.
+func (c *Config) durationDefaults() error {
 	durations := []struct {
 		name string
 		d    *time.Duration
@@ -186,37 +213,42 @@ func (c Config) withDefaults() (Config, error) {
 			*d.d = d.def
 		case *d.d == Off && d.off:
 		case *d.d < 0:
-			return c, fmt.Errorf("%w: %s is negative (%v)", ErrInvalidConfig, d.name, *d.d)
+			return fmt.Errorf("%w: %s is negative (%v)", ErrInvalidConfig, d.name, *d.d)
 		}
 	}
 	if c.MemberTimeout <= c.Heartbeat {
-		return c, fmt.Errorf("%w: MemberTimeout %v must exceed Heartbeat %v, or live workers drop off the roster between heartbeats",
+		return fmt.Errorf("%w: MemberTimeout %v must exceed Heartbeat %v, or live workers drop off the roster between heartbeats",
 			ErrInvalidConfig, c.MemberTimeout, c.Heartbeat)
 	}
 	if c.Block < time.Millisecond {
-		return c, fmt.Errorf("%w: Block %v is below Redis's 1ms resolution", ErrInvalidConfig, c.Block)
+		return fmt.Errorf("%w: Block %v is below Redis's 1ms resolution", ErrInvalidConfig, c.Block)
 	}
+	return nil
+}
+
+// sizeDefaults fills in the zero counts and sizes and checks them all.
+func (c *Config) sizeDefaults() error {
 	for _, n := range []struct {
 		name string
 		v    int
 	}{{"Capacity", c.Capacity}, {"MaxDeliveries", c.MaxDeliveries}, {"DeadLetterMaxLen", c.DeadLetterMaxLen}, {"PoolSize", c.PoolSize},
 		{"MaxPullBytes", c.MaxPullBytes}, {"PoisonKeepBytes", c.PoisonKeepBytes}} {
 		if n.v < 0 {
-			return c, fmt.Errorf("%w: %s is negative (%d)", ErrInvalidConfig, n.name, n.v)
+			return fmt.Errorf("%w: %s is negative (%d)", ErrInvalidConfig, n.name, n.v)
 		}
 	}
 	switch {
 	case c.MaxEntryBytes == 0:
 		c.MaxEntryBytes = defaultMaxEntryBytes
 	case c.MaxEntryBytes < 0 && c.MaxEntryBytes != Off:
-		return c, fmt.Errorf("%w: MaxEntryBytes is negative (%d)", ErrInvalidConfig, c.MaxEntryBytes)
+		return fmt.Errorf("%w: MaxEntryBytes is negative (%d)", ErrInvalidConfig, c.MaxEntryBytes)
 	}
 	if c.MaxPullBytes == 0 {
 		c.MaxPullBytes = max(defaultMaxPullBytes, c.MaxEntryBytes)
 	}
 	if c.MaxEntryBytes != Off && c.MaxPullBytes < c.MaxEntryBytes {
 		// A Pull could then never hand out an entry that is valid by MaxEntryBytes.
-		return c, fmt.Errorf("%w: MaxPullBytes %d is below MaxEntryBytes %d", ErrInvalidConfig, c.MaxPullBytes, c.MaxEntryBytes)
+		return fmt.Errorf("%w: MaxPullBytes %d is below MaxEntryBytes %d", ErrInvalidConfig, c.MaxPullBytes, c.MaxEntryBytes)
 	}
 	if c.PoisonKeepBytes == 0 {
 		c.PoisonKeepBytes = defaultPoisonKeepBytes
@@ -224,18 +256,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.PoolSize == 0 {
 		c.PoolSize = defaultPoolSize
 	}
-	for _, k := range []struct{ name, v string }{{"Stream", c.Stream}, {"Group", c.Group}, {"Consumer", c.Consumer}, {"DeadLetterStream", c.DeadLetterStream}} {
-		if strings.TrimSpace(k.v) != k.v {
-			return c, fmt.Errorf("%w: %s %q has leading or trailing space", ErrInvalidConfig, k.name, k.v)
-		}
-	}
-	if c.DeadLetterStream == c.Stream {
-		return c, fmt.Errorf("%w: DeadLetterStream is the Stream %q", ErrInvalidConfig, c.Stream)
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	return c, nil
+	return nil
 }
 
 // options turns the config's URL into go-redis options. Errors carry the URL with its

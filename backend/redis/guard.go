@@ -99,85 +99,115 @@ func (g *replyGuard) scan(p []byte) (int, error) {
 		return 0, g.err
 	}
 	for i := 0; i < len(p); i++ {
-		c := p[i]
-		switch g.state {
-		case gType:
-			if len(g.stack) == 0 {
-				g.begin()
-			}
-			switch c {
-			case '+', '-', ':':
-				g.kind, g.n, g.state = c, 0, gLine
-			case '$', '*':
-				g.kind, g.n, g.neg, g.digits, g.state = c, 0, false, 0, gLength
-			default:
-				return i, g.fail(fmt.Errorf("%w: unexpected type byte %q", errReplyMalformed, c))
-			}
-		case gLine:
-			switch c {
-			case '\r':
-				g.state = gLineLF
-			case '\n':
-				return i, g.fail(fmt.Errorf("%w: a line ends in \\n without \\r", errReplyMalformed))
-			default:
-				g.n++
-				if over(g.n, g.entry) || over(g.total+g.n, g.budget) {
-					return i, g.fail(fmt.Errorf("%w: a %q line of more than %d bytes", errReadCut, g.kind, g.n-1))
-				}
-			}
-		case gLineLF:
-			if c != '\n' {
-				return i, g.fail(fmt.Errorf("%w: \\r without \\n after a %q line", errReplyMalformed, g.kind))
-			}
-			g.total += g.n
-			g.done()
-		case gLength:
-			switch {
-			case c >= '0' && c <= '9':
-				if g.digits == maxLengthDigits {
-					return i, g.fail(fmt.Errorf("%w: a length of more than %d digits", errReplyMalformed, maxLengthDigits))
-				}
-				g.n = g.n*10 + int64(c-'0')
-				g.digits++
-			case c == '-' && g.digits == 0 && !g.neg:
-				g.neg = true
-			case c == '\r' && g.digits > 0:
-				if err := g.length(); err != nil {
-					return i, g.fail(err)
-				}
-				g.state = gLengthLF
-			default:
-				return i, g.fail(fmt.Errorf("%w: unexpected byte %q in a %q length", errReplyMalformed, c, g.kind))
-			}
-		case gLengthLF:
-			if c != '\n' {
-				return i, g.fail(fmt.Errorf("%w: \\r without \\n after a %q length", errReplyMalformed, g.kind))
-			}
-			g.opened()
-		case gString:
+		if g.state == gString {
 			// The string's bytes pass unread, as many at once as p holds.
-			k := int64(len(p) - i)
-			if k > g.n {
-				k = g.n
-			}
-			g.n -= k
-			i += int(k) - 1
-			if g.n == 0 {
-				g.state = gStringCR
-			}
-		case gStringCR:
-			if c != '\r' {
-				return i, g.fail(fmt.Errorf("%w: a string longer than its length", errReplyMalformed))
-			}
-			g.state = gStringLF
-		case gStringLF:
-			if c != '\n' {
-				return i, g.fail(fmt.Errorf("%w: a string longer than its length", errReplyMalformed))
-			}
-			g.done()
+			i += g.skipString(int64(len(p)-i)) - 1
+			continue
+		}
+		if err := g.step(p[i]); err != nil {
+			return i, g.fail(err)
 		}
 	}
 	return len(p), nil
+}
+
+// step takes one byte that is not inside a string's bytes.
+func (g *replyGuard) step(c byte) error {
+	switch g.state {
+	case gType:
+		return g.typeByte(c)
+	case gLine:
+		return g.lineByte(c)
+	case gLineLF:
+		if c != '\n' {
+			return fmt.Errorf("%w: \\r without \\n after a %q line", errReplyMalformed, g.kind)
+		}
+		g.total += g.n
+		g.done()
+	case gLength:
+		return g.lengthByte(c)
+	case gLengthLF:
+		if c != '\n' {
+			return fmt.Errorf("%w: \\r without \\n after a %q length", errReplyMalformed, g.kind)
+		}
+		g.opened()
+	case gStringCR:
+		if c != '\r' {
+			return fmt.Errorf("%w: a string longer than its length", errReplyMalformed)
+		}
+		g.state = gStringLF
+	case gStringLF:
+		if c != '\n' {
+			return fmt.Errorf("%w: a string longer than its length", errReplyMalformed)
+		}
+		g.done()
+	}
+	return nil
+}
+
+// typeByte starts a value: a line (+ - :) or a length ($ *).
+func (g *replyGuard) typeByte(c byte) error {
+	if len(g.stack) == 0 {
+		g.begin()
+	}
+	switch c {
+	case '+', '-', ':':
+		g.kind, g.n, g.state = c, 0, gLine
+	case '$', '*':
+		g.kind, g.n, g.neg, g.digits, g.state = c, 0, false, 0, gLength
+	default:
+		return fmt.Errorf("%w: unexpected type byte %q", errReplyMalformed, c)
+	}
+	return nil
+}
+
+// lineByte takes a byte of a simple string, an error or an integer.
+func (g *replyGuard) lineByte(c byte) error {
+	switch c {
+	case '\r':
+		g.state = gLineLF
+	case '\n':
+		return fmt.Errorf("%w: a line ends in \\n without \\r", errReplyMalformed)
+	default:
+		g.n++
+		if over(g.n, g.entry) || over(g.total+g.n, g.budget) {
+			return fmt.Errorf("%w: a %q line of more than %d bytes", errReadCut, g.kind, g.n-1)
+		}
+	}
+	return nil
+}
+
+// lengthByte takes a byte of a string's or an array's length, and checks the length at
+// its \r, before its \n lets the reader see it.
+func (g *replyGuard) lengthByte(c byte) error {
+	switch {
+	case c >= '0' && c <= '9':
+		if g.digits == maxLengthDigits {
+			return fmt.Errorf("%w: a length of more than %d digits", errReplyMalformed, maxLengthDigits)
+		}
+		g.n = g.n*10 + int64(c-'0')
+		g.digits++
+	case c == '-' && g.digits == 0 && !g.neg:
+		g.neg = true
+	case c == '\r' && g.digits > 0:
+		if err := g.length(); err != nil {
+			return err
+		}
+		g.state = gLengthLF
+	default:
+		return fmt.Errorf("%w: unexpected byte %q in a %q length", errReplyMalformed, c, g.kind)
+	}
+	return nil
+}
+
+// skipString lets up to k bytes of a string's body pass and returns how many it took.
+func (g *replyGuard) skipString(k int64) int {
+	k = min(k, g.n)
+	g.n -= k
+	if g.n == 0 {
+		g.state = gStringCR
+	}
+	return int(k)
 }
 
 // over reports whether n passes the bound; 0 is none.

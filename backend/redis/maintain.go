@@ -28,41 +28,33 @@ const adoptPoll = 250 * time.Millisecond
 // removes idle consumers that hold nothing.
 func (b *Backend) maintain() {
 	ctx := b.bgCtx
-	refreshEvery := max(b.cfg.ClaimAfter/refreshDivisor, time.Millisecond)
 	tidyEvery := b.cfg.TrimInterval
 	if tidyEvery == Off {
 		tidyEvery = time.Second // idle consumers are still removed
 	}
 	now := time.Now()
-	nextRefresh, nextTidy, nextMove := now.Add(refreshEvery), now.Add(tidyEvery), now
-	nextBeat, nextAdopt := now.Add(b.cfg.Heartbeat), now.Add(adoptPoll)
-	failing := map[string]bool{}
-	report := func(what string, err error) {
-		if err == nil {
-			if failing[what] {
-				failing[what] = false
-				b.failing.ok(what)
-				b.log.InfoContext(ctx, what+" works again")
-			}
-			return
-		}
-		b.counts.failures.Add(1)
-		if b.closed.Load() {
-			return // Close cut the call short: nothing to report
-		}
-		b.failing.failed(what, err)
-		if !failing[what] {
-			failing[what] = true
-			b.log.WarnContext(ctx, what+" failed; trying again", slog.Any("err", err))
-		}
+	// The order is the order in which chores due together run. Moving due retries comes
+	// first and may be due sooner than its poll (see moveDue); a worker on the roster
+	// heartbeats and adopts handed-over entries, and only it.
+	move := &chore{what: "moving due retries", every: movePoll, next: now, do: b.moveDue}
+	chores := []*chore{
+		move,
+		{what: "refreshing held entries", every: max(b.cfg.ClaimAfter/refreshDivisor, time.Millisecond), do: justErr(b.refresh)},
+		{what: "trimming the stream", every: tidyEvery, do: justErr(b.tidy)},
+		{what: "renewing the roster entry", every: b.cfg.Heartbeat, do: onRoster(b, b.heartbeat)},
+		{what: "adopting handed-over entries", every: adoptPoll, do: onRoster(b, b.adopt)},
 	}
+	for _, c := range chores[1:] {
+		c.next = now.Add(c.every)
+	}
+	reports := choreReports{b: b, failing: map[string]bool{}}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
-		next := nextRefresh
-		for _, t := range []time.Time{nextTidy, nextMove, nextBeat, nextAdopt} {
-			if t.Before(next) {
-				next = t
+		next := chores[0].next
+		for _, c := range chores[1:] {
+			if c.next.Before(next) {
+				next = c.next
 			}
 		}
 		timer.Reset(time.Until(next))
@@ -70,40 +62,79 @@ func (b *Backend) maintain() {
 		case <-b.closing:
 			return
 		case <-b.wake:
-			nextMove = time.Now()
+			move.next = time.Now()
 			continue
 		case <-timer.C:
 		}
 		now = time.Now()
-		if !now.Before(nextMove) {
-			due, err := b.moveDue(ctx)
-			report("moving due retries", err)
-			nextMove = now.Add(movePoll)
-			if err == nil && !due.IsZero() && due.Before(nextMove) {
-				nextMove = due
+		for _, c := range chores {
+			if !now.Before(c.next) {
+				c.run(ctx, now, reports.report)
 			}
 		}
-		if !now.Before(nextRefresh) {
-			report("refreshing held entries", b.refresh(ctx))
-			nextRefresh = now.Add(refreshEvery)
+	}
+}
+
+// A chore is one kind of background work of the maintenance loop, done every so often.
+type chore struct {
+	what  string // for logs and Health: "moving due retries"
+	every time.Duration
+	next  time.Time
+	// do does the work once; it may return a time before the next poll at which it is
+	// due again (zero: none).
+	do func(context.Context) (time.Time, error)
+}
+
+// run does the chore and sets when it is due again.
+func (c *chore) run(ctx context.Context, now time.Time, report func(ctx context.Context, what string, err error)) {
+	due, err := c.do(ctx)
+	report(ctx, c.what, err)
+	c.next = now.Add(c.every)
+	if err == nil && !due.IsZero() && due.Before(c.next) {
+		c.next = due
+	}
+}
+
+// justErr makes a chore of work that has no due time of its own.
+func justErr(f func(context.Context) error) func(context.Context) (time.Time, error) {
+	return func(ctx context.Context) (time.Time, error) { return time.Time{}, f(ctx) }
+}
+
+// onRoster makes a chore of work that only a worker on the roster does.
+func onRoster(b *Backend, f func(context.Context) error) func(context.Context) (time.Time, error) {
+	return func(ctx context.Context) (time.Time, error) {
+		if !b.beating() {
+			return time.Time{}, nil
 		}
-		if !now.Before(nextTidy) {
-			report("trimming the stream", b.tidy(ctx))
-			nextTidy = now.Add(tidyEvery)
+		return time.Time{}, f(ctx)
+	}
+}
+
+// choreReports logs the first failure of each chore and its recovery, counts every
+// failure, and tells Health which chores are failing.
+type choreReports struct {
+	b       *Backend
+	failing map[string]bool
+}
+
+func (r choreReports) report(ctx context.Context, what string, err error) {
+	b := r.b
+	if err == nil {
+		if r.failing[what] {
+			r.failing[what] = false
+			b.failing.ok(what)
+			b.log.InfoContext(ctx, what+" works again")
 		}
-		// Only a worker on the roster heartbeats, and only it can be handed entries.
-		if !now.Before(nextBeat) {
-			if b.beating() {
-				report("renewing the roster entry", b.heartbeat(ctx))
-			}
-			nextBeat = now.Add(b.cfg.Heartbeat)
-		}
-		if !now.Before(nextAdopt) {
-			if b.beating() {
-				report("adopting handed-over entries", b.adopt(ctx))
-			}
-			nextAdopt = now.Add(adoptPoll)
-		}
+		return
+	}
+	b.counts.failures.Add(1)
+	if b.closed.Load() {
+		return // Close cut the call short: nothing to report
+	}
+	b.failing.failed(what, err)
+	if !r.failing[what] {
+		r.failing[what] = true
+		b.log.WarnContext(ctx, what+" failed; trying again", slog.Any("err", err))
 	}
 }
 
